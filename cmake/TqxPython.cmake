@@ -1,0 +1,21 @@
+# Pick the Python interpreter that can import torch. On Debian that is /usr/bin/python3, while the
+# `python3` first on PATH may be another interpreter without torch.
+if(NOT Python3_EXECUTABLE AND NOT PYTHON_EXECUTABLE)
+  foreach(candidate /usr/bin/python3 python3)
+    find_program(_tqx_py NAMES ${candidate} NO_CACHE)
+    if(_tqx_py)
+      execute_process(COMMAND ${_tqx_py} -c "import torch"
+        RESULT_VARIABLE _tqx_py_rc OUTPUT_QUIET ERROR_QUIET)
+      if(_tqx_py_rc EQUAL 0)
+        set(Python3_EXECUTABLE ${_tqx_py} CACHE FILEPATH "Python with torch" FORCE)
+        break()
+      endif()
+    endif()
+    unset(_tqx_py)
+  endforeach()
+endif()
+if(Python3_EXECUTABLE AND NOT PYTHON_EXECUTABLE)
+  set(PYTHON_EXECUTABLE ${Python3_EXECUTABLE} CACHE FILEPATH "" FORCE)
+endif()
+find_package(Python3 COMPONENTS Interpreter Development.Module REQUIRED)
+message(STATUS "torchquantx: Python for the _C module: ${Python3_EXECUTABLE}")

@@ -1,0 +1,127 @@
+// HistogramObserver: a mergeable fixed-bin histogram of activations, as a TorchScript custom
+// class. Range-setting methods built on it (percentile, entropy, MSE) come with #5; here its
+// qparams use the exact observed min/max, and quantile() exposes the distribution.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/custom_class.h>
+#include <torch/library.h>
+
+#include <sstream>
+#include <tuple>
+#include <vector>
+
+#include "kernels/histogram.h"
+#include "observers/observer_common.h"
+
+namespace tqx::observers {
+namespace {
+
+constexpr const char* kName = "HistogramObserver";
+
+class HistogramObserver : public torch::CustomClassHolder {
+ public:
+  HistogramObserver(int64_t bins, int64_t quant_min, int64_t quant_max, bool symmetric, double eps)
+      : hist_(checked_bins(bins)) {
+    cfg_.quant_min = quant_min;
+    cfg_.quant_max = quant_max;
+    cfg_.symmetric = symmetric;
+    cfg_.eps = eps;
+    cfg_.validate(kName);
+  }
+
+  at::Tensor forward(const at::Tensor& input) {
+    const at::Tensor x = observer_input(kName, input);
+    if (x.numel() == 0) return input;
+    hist_.observe(x.data_ptr<float>(), x.numel());
+    ++batches_;
+    return input;
+  }
+
+  std::tuple<at::Tensor, at::Tensor> calculate_qparams() const {
+    return qparams_from_bounds(cfg_, {hist_.min()}, {hist_.max()});
+  }
+
+  void merge(const c10::intrusive_ptr<HistogramObserver>& other) {
+    TORCH_CHECK(other, kName, ".merge: other should be a HistogramObserver, got None");
+    hist_.merge(other->hist_);
+    batches_ += other->batches_;
+  }
+
+  // (counts as float64, lower edge, upper edge)
+  std::tuple<at::Tensor, double, double> histogram() const {
+    at::Tensor counts = at::empty({hist_.bins()}, at::TensorOptions().dtype(c10::kDouble));
+    std::copy(hist_.counts().begin(), hist_.counts().end(), counts.data_ptr<double>());
+    return {counts, hist_.lo(), hist_.hi()};
+  }
+
+  double quantile(double q) const {
+    TORCH_CHECK(q >= 0.0 && q <= 1.0, kName, ".quantile: q should be in [0, 1], got ", q);
+    return hist_.quantile(q);
+  }
+
+  at::Tensor min_val() const { return float_vector_tensor({hist_.min()}); }
+  at::Tensor max_val() const { return float_vector_tensor({hist_.max()}); }
+  int64_t nonfinite_count() const { return hist_.nonfinite(); }
+  int64_t batches() const { return batches_; }
+  void reset() {
+    hist_.reset();
+    batches_ = 0;
+  }
+  std::string describe() const {
+    std::ostringstream os;
+    os << kName << "(bins=" << hist_.bins() << ", quant_min=" << cfg_.quant_min << ", quant_max=" << cfg_.quant_max
+       << ", symmetric=" << (cfg_.symmetric ? "True" : "False") << ", batches=" << batches_ << ")";
+    return os.str();
+  }
+
+  using State = std::tuple<int64_t, std::vector<double>, std::vector<double>, std::vector<double>>;
+  State get_state() const {
+    std::vector<double> settings = cfg_.to_vector();
+    settings.push_back(static_cast<double>(batches_));
+    return {kObserverStateVersion, settings, hist_.header(), hist_.counts()};
+  }
+  static c10::intrusive_ptr<HistogramObserver> from_state(const State& s) {
+    check_state_version(kName, std::get<0>(s));
+    const auto& settings = std::get<1>(s);
+    const ObserverConfig cfg = ObserverConfig::from_vector(kName, settings, 0);
+    TORCH_CHECK(settings.size() == ObserverConfig::kSize + 1, kName, ": saved state is malformed");
+    const auto& counts = std::get<3>(s);
+    auto obj = c10::make_intrusive<HistogramObserver>(static_cast<int64_t>(counts.size()), cfg.quant_min,
+                                                      cfg.quant_max, cfg.symmetric, cfg.eps);
+    obj->batches_ = static_cast<int64_t>(settings[ObserverConfig::kSize]);
+    obj->hist_ = kernels::Histogram::from_state(std::get<2>(s), counts);
+    return obj;
+  }
+
+ private:
+  static int64_t checked_bins(int64_t bins) {
+    TORCH_CHECK(bins >= 1 && bins <= (1 << 24), kName, ": bins should be in [1, 16777216], got ", bins);
+    return bins;
+  }
+
+  ObserverConfig cfg_;
+  kernels::Histogram hist_;
+  int64_t batches_ = 0;
+};
+
+TORCH_LIBRARY_FRAGMENT(quantx, m) {
+  using Ptr = c10::intrusive_ptr<HistogramObserver>;
+  m.class_<HistogramObserver>("HistogramObserver")
+      .def(torch::init<int64_t, int64_t, int64_t, bool, double>())
+      .def("forward", &HistogramObserver::forward)
+      .def("calculate_qparams", &HistogramObserver::calculate_qparams)
+      .def("merge", &HistogramObserver::merge)
+      .def("histogram", &HistogramObserver::histogram)
+      .def("quantile", &HistogramObserver::quantile)
+      .def("min_val", &HistogramObserver::min_val)
+      .def("max_val", &HistogramObserver::max_val)
+      .def("nonfinite_count", &HistogramObserver::nonfinite_count)
+      .def("batches", &HistogramObserver::batches)
+      .def("reset", &HistogramObserver::reset)
+      .def("describe", &HistogramObserver::describe)
+      .def_pickle([](const Ptr& self) { return self->get_state(); },
+                  [](HistogramObserver::State s) { return HistogramObserver::from_state(s); });
+}
+
+}  // namespace
+}  // namespace tqx::observers
