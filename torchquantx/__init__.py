@@ -1,0 +1,64 @@
+"""torchquantx: automatic int8 quantization of PyTorch models on CPUs, in C++ over TorchScript.
+
+Importing this package loads libtorchquantx.so, which registers ``torch.ops.quantx.*`` operators
+and the ``torch.classes.quantx.*`` observer classes.
+"""
+from __future__ import annotations
+
+from ._library import library_path, load as _load
+
+_load()
+
+from . import _C  # noqa: E402  (needs the library loaded first)
+from . import observers, ops  # noqa: E402
+from .observers import (  # noqa: E402
+    HistogramObserver,
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    MovingAveragePerChannelMinMaxObserver,
+    PerChannelMinMaxObserver,
+)
+from .ops import (  # noqa: E402
+    choose_qparams,
+    dequantize_per_channel,
+    dequantize_per_tensor,
+    fake_quantize_learnable_per_channel,
+    fake_quantize_learnable_per_tensor,
+    fake_quantize_per_channel,
+    fake_quantize_per_tensor,
+    quant_range,
+    quantize_per_channel,
+    quantize_per_tensor,
+    requantize,
+)
+
+__version__ = _C.__version__
+
+
+def detected_isa() -> str:
+    """The best kernel ISA level this CPU supports: scalar, avx2, avx_vnni, avx512 or avx512_vnni."""
+    return _C.detected_isa()
+
+
+def active_isa() -> str:
+    """The ISA level the kernels dispatch to now (TORCHQUANTX_ISA or set_max_isa may cap it)."""
+    return _C.active_isa()
+
+
+def set_max_isa(name: str) -> None:
+    """Caps kernel dispatch at an ISA level; ``set_max_isa("scalar")`` forces the reference kernels."""
+    _C.set_max_isa(name)
+
+
+def reset_max_isa() -> None:
+    """Undoes set_max_isa()."""
+    _C.reset_max_isa()
+
+
+__all__ = [
+    "HistogramObserver", "MinMaxObserver", "MovingAverageMinMaxObserver", "MovingAveragePerChannelMinMaxObserver",
+    "PerChannelMinMaxObserver", "active_isa", "choose_qparams", "dequantize_per_channel", "dequantize_per_tensor",
+    "detected_isa", "fake_quantize_learnable_per_channel", "fake_quantize_learnable_per_tensor",
+    "fake_quantize_per_channel", "fake_quantize_per_tensor", "library_path", "observers", "ops", "quant_range",
+    "quantize_per_channel", "quantize_per_tensor", "requantize", "reset_max_isa", "set_max_isa",
+]
