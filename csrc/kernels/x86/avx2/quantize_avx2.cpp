@@ -127,6 +127,19 @@ void dequantize_avx2(int64_t n, const Q* q, float* y, const AffineParams& p) {
   }
 }
 
+// Byte i of kSpreadBits[b] is bit i of b: turns a movemask into eight 0/1 mask bytes.
+struct SpreadBits {
+  uint64_t v[256];
+  constexpr SpreadBits() : v() {
+    for (int b = 0; b < 256; ++b) {
+      uint64_t r = 0;
+      for (int i = 0; i < 8; ++i) r |= static_cast<uint64_t>((b >> i) & 1) << (8 * i);
+      v[b] = r;
+    }
+  }
+};
+constexpr SpreadBits kSpreadBits;
+
 void fake_quantize_block(const float* x, float* y, uint8_t* mask, const AffineParams& p) {
   const __m256 inv = _mm256_set1_ps(p.inv_scale);
   const __m256 scale = _mm256_set1_ps(p.scale);
@@ -141,7 +154,7 @@ void fake_quantize_block(const float* x, float* y, uint8_t* mask, const AffinePa
     // Ordered compares: NaN is outside the range.
     const int bits = _mm256_movemask_ps(
         _mm256_and_ps(_mm256_cmp_ps(t, qmin, _CMP_GE_OQ), _mm256_cmp_ps(t, qmax, _CMP_LE_OQ)));
-    for (int j = 0; j < 8; ++j) mask[j] = static_cast<uint8_t>((bits >> j) & 1);
+    std::memcpy(mask, &kSpreadBits.v[bits], 8);
   }
 }
 
