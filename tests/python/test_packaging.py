@@ -33,18 +33,20 @@ def test_load_library_from_plain_pytorch(tmp_path):
 
 
 def test_pip_install_into_venv(tmp_path):
+    # The installed copy must be the one imported: no source tree on the path.
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)])
     py = str(venv / "bin" / "python")
     # --no-index: this machine reaches no PyPI; torch comes from the system site-packages.
     run([py, "-m", "pip", "install", "--no-build-isolation", "--no-index", "--no-deps", "-q", ROOT],
-        cwd=tmp_path, env={**os.environ, "TQX_CMAKE_BUILD_DIR": os.path.join(BUILD, "pip-test")})
+        cwd=tmp_path, env={**clean_env, "TQX_CMAKE_BUILD_DIR": os.path.join(BUILD, "pip-test")})
     out = run([py, "-c", "import torchquantx, torch; print(torchquantx.library_path()); "
-                         "print(torch.ops.quantx.quant_range(torch.qint8))"], cwd=tmp_path)
+                         "print(torch.ops.quantx.quant_range(torch.qint8))"], cwd=tmp_path, env=clean_env)
     lines = out.strip().splitlines()
     assert lines[-2].startswith(str(venv)), lines
     assert lines[-1] == "(-128, 127)"
-    out = run([str(venv / "bin" / "torchquantx"), "info"], cwd=tmp_path)
+    out = run([str(venv / "bin" / "torchquantx"), "info"], cwd=tmp_path, env=clean_env)
     assert "kernel ISA" in out
 
 
