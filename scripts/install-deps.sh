@@ -5,7 +5,8 @@ set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build ccache
   libtorch-dev python3-torch python3-torchvision
-  pybind11-dev python3-pybind11 python3-pytest python3-tqdm python3-numpy
+  python3-dev python3-setuptools python3-wheel
+  pybind11-dev python3-pytest python3-tqdm python3-numpy
   libgtest-dev libgmock-dev libbenchmark-dev
   libcpuinfo-dev libdnnl-dev
   dataset-fashion-mnist

@@ -129,16 +129,22 @@ def main(argv: List[str] | None = None) -> int:
     p.add_argument("--data", default=DEFAULT_FASHION_MNIST_DIR, help="directory with the Fashion-MNIST idx files")
     p.add_argument("--epochs", type=int, default=1, help="training epochs (default 1)")
     p.add_argument("--calib-batches", type=int, default=32, help="calibration batches of 64 images (default 32)")
+    p.add_argument("--train-images", type=int, default=None,
+                   help="train on the first N training images only (default: all 60000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = p.parse_args(argv)
     if args.epochs < 1 or args.calib_batches < 1:
-        p.error("--epochs and --calib-batches should be >= 1")
+        p.error(f"--epochs and --calib-batches should be >= 1, got {args.epochs} and {args.calib_batches}")
     progress = not args.no_progress
     torch.manual_seed(args.seed)
 
     import torchquantx
     x_train, y_train = load_fashion_mnist("train", args.data)
+    if args.train_images is not None:
+        if args.train_images < 64:
+            p.error(f"--train-images should be >= 64, got {args.train_images}")
+        x_train, y_train = x_train[:args.train_images], y_train[:args.train_images]
     x_test, y_test = load_fashion_mnist("test", args.data)
     print(f"torchquantx {torchquantx.__version__} demo: Fashion-MNIST ({x_train.shape[0]} train / "
           f"{x_test.shape[0]} test images), kernels: {torchquantx.active_isa()}, threads: {torch.get_num_threads()}")
