@@ -29,8 +29,10 @@ void quantize_ref(int64_t n, const float* x, Q* y, const AffineParams& p) {
 
 template <typename Q>
 void dequantize_ref(int64_t n, const Q* q, float* y, const AffineParams& p) {
-  const float zp = static_cast<float>(p.zero_point);
-  for (int64_t i = 0; i < n; ++i) y[i] = (static_cast<float>(q[i]) - zp) * p.scale;
+  // The difference is taken in integers (exact even for 32-bit values), then converted once.
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] = static_cast<float>(static_cast<int64_t>(q[i]) - p.zero_point) * p.scale;
+  }
 }
 
 template <typename Q>

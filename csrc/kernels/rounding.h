@@ -22,7 +22,8 @@
 // * For 32-bit targets PyTorch adds zero_point in float32 before the cast; the reference does
 //   the same so that qint32 results match as well.
 //
-// Dequantize:  x = (float(q) - float(zero_point)) * scale                          (float32)
+// Dequantize:  x = float(q - zero_point) * scale, the difference taken in integers (exact; for
+//              8/16-bit values it equals float(q) - float(zero_point)), the product in float32.
 // Requantize:  an int32 accumulator `acc` with real value acc * in_scale becomes
 //              q = clamp(nearbyint(float(acc) * multiplier) + zp, qmin, qmax),
 //              multiplier = in_scale / out_scale in float32 (in_scale = x_scale * w_scale

@@ -126,15 +126,20 @@ class MinMaxStats : public torch::CustomClassHolder {
     }
   }
 
+  // Per channel: a batch with no finite value (lo > hi) changes nothing; the first batch with
+  // data sets the bounds; later ones take the running min/max or the moving average.
   void update(const std::vector<float>& lo, const std::vector<float>& hi) {
     if (min_.empty()) {
-      min_ = lo;
-      max_ = hi;
-      return;
+      min_.assign(lo.size(), kInf);
+      max_.assign(hi.size(), -kInf);
     }
     const float c = static_cast<float>(averaging_);
     for (size_t i = 0; i < min_.size(); ++i) {
-      if (averaging_ > 0.0) {
+      if (lo[i] > hi[i]) continue;
+      if (min_[i] > max_[i]) {
+        min_[i] = lo[i];
+        max_[i] = hi[i];
+      } else if (averaging_ > 0.0) {
         // torch.ao's moving average, in float32: m = m + c * (batch - m).
         min_[i] = min_[i] + c * (lo[i] - min_[i]);
         max_[i] = max_[i] + c * (hi[i] - max_[i]);

@@ -24,35 +24,52 @@ Storage storage_for(const char* op, c10::ScalarType requested) {
     default: break;
   }
   TORCH_CHECK(false, op, ": dtype should be one of torch.uint8, torch.int8, torch.int16, torch.int32 "
-              "(or torch.quint8, torch.qint8, torch.qint32, torch.quint4x2), got ", requested);
+              "(or torch.quint8, torch.qint8, torch.qint32, torch.quint4x2), got ", dtype_name(requested));
 }
 
 Storage storage_of_tensor(const char* op, const char* arg, const at::Tensor& t) {
   const auto st = t.scalar_type();
   TORCH_CHECK(st == c10::kByte || st == c10::kChar || st == c10::kShort || st == c10::kInt, op, ": ", arg,
-              " should be an integer tensor of dtype uint8, int8, int16 or int32, got ", st);
+              " should be an integer tensor of dtype torch.uint8, torch.int8, torch.int16 or torch.int32, got ",
+              dtype_name(st));
   return storage_for(op, st);
+}
+
+const char* dtype_name(c10::ScalarType t) {
+  switch (t) {
+    case c10::kByte: return "torch.uint8";
+    case c10::kChar: return "torch.int8";
+    case c10::kShort: return "torch.int16";
+    case c10::kInt: return "torch.int32";
+    case c10::kLong: return "torch.int64";
+    case c10::kFloat: return "torch.float32";
+    case c10::kDouble: return "torch.float64";
+    case c10::kHalf: return "torch.float16";
+    case c10::kBFloat16: return "torch.bfloat16";
+    case c10::kBool: return "torch.bool";
+    case c10::kQUInt8: return "torch.quint8";
+    case c10::kQInt8: return "torch.qint8";
+    case c10::kQInt32: return "torch.qint32";
+    case c10::kQUInt4x2: return "torch.quint4x2";
+    default: return c10::toString(t);
+  }
 }
 
 void apply_range(const char* op, Storage& s, c10::optional<int64_t> quant_min,
                  c10::optional<int64_t> quant_max) {
-  if (quant_min.has_value()) {
-    TORCH_CHECK(*quant_min >= s.qmin && *quant_min <= s.qmax, op, ": quant_min should be within [",
-                s.qmin, ", ", s.qmax, "] for dtype ", s.dtype, ", got ", *quant_min);
-    s.qmin = *quant_min;
+  for (const auto& [arg, value] : {std::make_pair("quant_min", quant_min), std::make_pair("quant_max", quant_max)}) {
+    TORCH_CHECK(!value.has_value() || (*value >= s.qmin && *value <= s.qmax), op, ": ", arg, " should be within [",
+                s.qmin, ", ", s.qmax, "] for ", dtype_name(s.dtype), " storage, got ", *value);
   }
-  if (quant_max.has_value()) {
-    TORCH_CHECK(*quant_max >= s.qmin && *quant_max <= s.qmax, op, ": quant_max should be within [",
-                s.qmin, ", ", s.qmax, "] for dtype ", s.dtype, ", got ", *quant_max);
-    s.qmax = *quant_max;
-  }
+  if (quant_min.has_value()) s.qmin = *quant_min;
+  if (quant_max.has_value()) s.qmax = *quant_max;
   check_qrange(op, s.qmin, s.qmax);
 }
 
 void check_float(const char* op, const char* arg, const at::Tensor& t) {
   TORCH_CHECK(t.defined(), op, ": ", arg, " should be a defined tensor, got None");
   TORCH_CHECK(t.scalar_type() == c10::kFloat, op, ": ", arg,
-              " should be a float32 tensor, got ", t.scalar_type());
+              " should be a torch.float32 tensor, got ", dtype_name(t.scalar_type()));
   check_cpu(op, arg, t);
 }
 
@@ -104,11 +121,11 @@ void check_channel_qparams(const char* op, const at::Tensor& scales, const at::T
                            at::Tensor* zps_i64) {
   TORCH_CHECK(scales.defined() && c10::isFloatingType(scales.scalar_type()), op,
               ": scales should be a floating-point tensor, got ",
-              scales.defined() ? c10::toString(scales.scalar_type()) : "None");
+              scales.defined() ? dtype_name(scales.scalar_type()) : "None");
   TORCH_CHECK(zero_points.defined() && (zero_points.scalar_type() == c10::kInt ||
                                         zero_points.scalar_type() == c10::kLong),
               op, ": zero_points should be an int32 or int64 tensor, got ",
-              zero_points.defined() ? c10::toString(zero_points.scalar_type()) : "None");
+              zero_points.defined() ? dtype_name(zero_points.scalar_type()) : "None");
   *scales_f32 = check_channel_vector(op, "scales", scales, channels, c10::kFloat);
   *zps_i64 = check_channel_vector(op, "zero_points", zero_points, channels, c10::kLong);
   const float* s = scales_f32->data_ptr<float>();

@@ -21,6 +21,8 @@ struct Storage {
   int64_t qmax;
 };
 Storage storage_for(const char* op, c10::ScalarType requested);
+// "torch.quint8"-style names for error messages.
+const char* dtype_name(c10::ScalarType t);
 Storage storage_of_tensor(const char* op, const char* arg, const at::Tensor& t);
 
 // Applies optional quant_min / quant_max overrides, checking they fit the storage.

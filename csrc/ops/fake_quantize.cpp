@@ -50,7 +50,7 @@ float scalar_of(const char* op, const char* arg, const at::Tensor& t) {
   TORCH_CHECK(t.defined() && t.numel() == 1, op, ": ", arg, " should be a one-element tensor, got ",
               t.defined() ? t.sizes() : c10::IntArrayRef{});
   TORCH_CHECK(c10::isFloatingType(t.scalar_type()), op, ": ", arg, " should be a floating-point tensor, got ",
-              t.scalar_type());
+              dtype_name(t.scalar_type()));
   return t.detach().to(c10::kFloat).item<float>();
 }
 
@@ -77,7 +77,7 @@ at::Tensor learnable_channel_zero_points(const char* op, const at::Tensor& zero_
                                          int64_t qmin, int64_t qmax) {
   TORCH_CHECK(zero_point.defined() && c10::isFloatingType(zero_point.scalar_type()), op,
               ": zero_point should be a floating-point tensor, got ",
-              zero_point.defined() ? c10::toString(zero_point.scalar_type()) : "None");
+              zero_point.defined() ? dtype_name(zero_point.scalar_type()) : "None");
   at::Tensor z = check_channel_vector(op, "zero_point", zero_point.detach(), channels, c10::kFloat);
   at::Tensor out = at::empty({channels}, z.options().dtype(c10::kLong));
   const float* zp = z.data_ptr<float>();
@@ -93,7 +93,7 @@ at::Tensor learnable_channel_zero_points(const char* op, const at::Tensor& zero_
 at::Tensor learnable_channel_scales(const char* op, const at::Tensor& scale, int64_t channels) {
   TORCH_CHECK(scale.defined() && c10::isFloatingType(scale.scalar_type()), op,
               ": scale should be a floating-point tensor, got ",
-              scale.defined() ? c10::toString(scale.scalar_type()) : "None");
+              scale.defined() ? dtype_name(scale.scalar_type()) : "None");
   at::Tensor s = check_channel_vector(op, "scale", scale.detach(), channels, c10::kFloat);
   const float* sp = s.data_ptr<float>();
   for (int64_t c = 0; c < channels; ++c) {

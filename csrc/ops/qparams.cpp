@@ -25,7 +25,7 @@ std::tuple<int64_t, int64_t> quant_range(c10::ScalarType dtype, bool reduce_rang
     case c10::kQUInt4x2: f = kernels::QFormat::kUInt4; break;
     default:
       TORCH_CHECK(false, op, ": dtype should be one of torch.uint8/quint8, torch.int8/qint8, torch.int16, "
-                  "torch.int32/qint32, torch.quint4x2, got ", dtype);
+                  "torch.int32/qint32, torch.quint4x2, got ", dtype_name(dtype));
   }
   const kernels::QRange r = kernels::quant_range(f, reduce_range);
   return {r.qmin, r.qmax};

@@ -150,10 +150,10 @@ at::Tensor requantize(const at::Tensor& input, double multiplier, int64_t zero_p
   constexpr const char* op = "quantx::requantize";
   check_cpu(op, "input", input);
   TORCH_CHECK(input.scalar_type() == c10::kInt, op,
-              ": input should be an int32 accumulator tensor, got ", input.scalar_type());
+              ": input should be an int32 accumulator tensor, got ", dtype_name(input.scalar_type()));
   Storage s = storage_for(op, dtype);
   TORCH_CHECK(s.dtype == c10::kByte || s.dtype == c10::kChar, op,
-              ": dtype should be an 8-bit type (torch.uint8/quint8 or torch.int8/qint8), got ", dtype);
+              ": dtype should be an 8-bit type (torch.uint8/quint8 or torch.int8/qint8), got ", dtype_name(dtype));
   apply_range(op, s, quant_min, quant_max);
   TORCH_CHECK(std::isfinite(multiplier) && multiplier > 0.0 && static_cast<float>(multiplier) > 0.0f, op,
               ": multiplier should be a finite float32 > 0, got ", multiplier);

@@ -177,6 +177,11 @@ void quantize_f32_s32_avx2(int64_t n, const float* x, int32_t* y, const AffinePa
   quantize_kernels_scalar().f32_s32_quantize(n, x, y, p);
 }
 
+void dequantize_s32_avx2(int64_t n, const int32_t* q, float* y, const AffineParams& p) {
+  // q - zero_point may not fit in 32 bits and float(q) may be inexact: the reference does it in int64.
+  quantize_kernels_scalar().s32_f32_dequantize(n, q, y, p);
+}
+
 const QuantizeKernels kAvx2 = {
     Isa::kAVX2,
     quantize_avx2<uint8_t>,
@@ -186,7 +191,7 @@ const QuantizeKernels kAvx2 = {
     dequantize_avx2<uint8_t>,
     dequantize_avx2<int8_t>,
     dequantize_avx2<int16_t>,
-    dequantize_avx2<int32_t>,
+    dequantize_s32_avx2,
     requantize_avx2<uint8_t>,
     requantize_avx2<int8_t>,
     fake_quantize_avx2,

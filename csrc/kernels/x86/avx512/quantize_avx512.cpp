@@ -138,6 +138,11 @@ void quantize_f32_s32_avx512(int64_t n, const float* x, int32_t* y, const Affine
   quantize_kernels_scalar().f32_s32_quantize(n, x, y, p);
 }
 
+void dequantize_s32_avx512(int64_t n, const int32_t* q, float* y, const AffineParams& p) {
+  // q - zero_point may not fit in 32 bits and float(q) may be inexact: the reference does it in int64.
+  quantize_kernels_scalar().s32_f32_dequantize(n, q, y, p);
+}
+
 const QuantizeKernels kAvx512 = {
     Isa::kAVX512,
     quantize_avx512<uint8_t>,
@@ -147,7 +152,7 @@ const QuantizeKernels kAvx512 = {
     dequantize_avx512<uint8_t>,
     dequantize_avx512<int8_t>,
     dequantize_avx512<int16_t>,
-    dequantize_avx512<int32_t>,
+    dequantize_s32_avx512,
     requantize_avx512<uint8_t>,
     requantize_avx512<int8_t>,
     fake_quantize_avx512,
