@@ -88,6 +88,18 @@ TEST(QuantizeReference, DequantizeAndRequantizeFollowTheRule) {
   EXPECT_EQ(out, (std::vector<uint8_t>{5, 5, 7, 7, 0, 0, 255, 255}));
 }
 
+TEST(QuantizeReference, Int32DequantizeSubtractsExactly) {
+  // float(q) - float(zp) would give -256 steps here; the integer difference is -255.
+  const AffineParams p = kernels::make_affine_params(0.5f, INT32_MAX, INT32_MIN, INT32_MAX);
+  const int32_t q[2] = {INT32_MAX - 255, INT32_MIN};
+  float y[2];
+  for (const QuantizeKernels* k : {&kernels::quantize_kernels_scalar(), &kernels::quantize_kernels()}) {
+    k->s32_f32_dequantize(2, q, y, p);
+    EXPECT_EQ(y[0], -127.5f);
+    EXPECT_EQ(y[1], static_cast<float>(-4294967295.0 * 0.5));
+  }
+}
+
 TEST(QuantizeReference, FakeQuantizeMatchesQuantizeThenDequantize) {
   const QuantizeKernels& ref = kernels::quantize_kernels_scalar();
   for (const AffineParams& p : u8_params()) {
