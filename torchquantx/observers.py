@@ -6,7 +6,7 @@ Constructor arguments follow ``torch.ao.quantization``'s observers, and so do th
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -37,9 +37,15 @@ class MinMaxObserver(torch.nn.Module):
                  reduce_range: bool = False, quant_min: Optional[int] = None, quant_max: Optional[int] = None,
                  eps: float = EPS) -> None:
         super().__init__()
+        self._setup(dtype, qscheme, _PER_TENSOR, reduce_range, quant_min, quant_max,
+                    lambda lo, hi, sym: torch.classes.quantx.MinMaxObserver(lo, hi, sym, eps))
+
+    def _setup(self, dtype: torch.dtype, qscheme: torch.qscheme, allowed: tuple, reduce_range: bool,
+               quant_min: Optional[int], quant_max: Optional[int], make: Callable[[int, int, bool], Any]) -> None:
+        """Validates the arguments and creates the C++ object with make(quant_min, quant_max, symmetric)."""
         name = type(self).__name__
         qmin, qmax = resolve_range(name, dtype, reduce_range, quant_min, quant_max)
-        self.impl = torch.classes.quantx.MinMaxObserver(qmin, qmax, _symmetric(name, qscheme, _PER_TENSOR), eps)
+        self.impl = make(qmin, qmax, _symmetric(name, qscheme, allowed))
         self.dtype = dtype
 
     def forward(self, x: Tensor) -> Tensor:
@@ -78,12 +84,10 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
                  qscheme: torch.qscheme = torch.per_tensor_affine, reduce_range: bool = False,
                  quant_min: Optional[int] = None, quant_max: Optional[int] = None, eps: float = EPS) -> None:
         torch.nn.Module.__init__(self)
-        name = type(self).__name__
-        _check_averaging(name, averaging_constant)
-        qmin, qmax = resolve_range(name, dtype, reduce_range, quant_min, quant_max)
-        self.impl = torch.classes.quantx.MovingAverageMinMaxObserver(
-            qmin, qmax, _symmetric(name, qscheme, _PER_TENSOR), averaging_constant, eps)
-        self.dtype = dtype
+        _check_averaging(type(self).__name__, averaging_constant)
+        self._setup(dtype, qscheme, _PER_TENSOR, reduce_range, quant_min, quant_max,
+                    lambda lo, hi, sym: torch.classes.quantx.MovingAverageMinMaxObserver(
+                        lo, hi, sym, averaging_constant, eps))
 
 
 class PerChannelMinMaxObserver(MinMaxObserver):
@@ -93,11 +97,8 @@ class PerChannelMinMaxObserver(MinMaxObserver):
                  qscheme: torch.qscheme = torch.per_channel_affine, reduce_range: bool = False,
                  quant_min: Optional[int] = None, quant_max: Optional[int] = None, eps: float = EPS) -> None:
         torch.nn.Module.__init__(self)
-        name = type(self).__name__
-        qmin, qmax = resolve_range(name, dtype, reduce_range, quant_min, quant_max)
-        self.impl = torch.classes.quantx.PerChannelMinMaxObserver(
-            ch_axis, qmin, qmax, _symmetric(name, qscheme, _PER_CHANNEL), eps)
-        self.dtype = dtype
+        self._setup(dtype, qscheme, _PER_CHANNEL, reduce_range, quant_min, quant_max,
+                    lambda lo, hi, sym: torch.classes.quantx.PerChannelMinMaxObserver(ch_axis, lo, hi, sym, eps))
         self.ch_axis = ch_axis
 
 
@@ -108,12 +109,10 @@ class MovingAveragePerChannelMinMaxObserver(MinMaxObserver):
                  qscheme: torch.qscheme = torch.per_channel_affine, reduce_range: bool = False,
                  quant_min: Optional[int] = None, quant_max: Optional[int] = None, eps: float = EPS) -> None:
         torch.nn.Module.__init__(self)
-        name = type(self).__name__
-        _check_averaging(name, averaging_constant)
-        qmin, qmax = resolve_range(name, dtype, reduce_range, quant_min, quant_max)
-        self.impl = torch.classes.quantx.MovingAveragePerChannelMinMaxObserver(
-            ch_axis, qmin, qmax, _symmetric(name, qscheme, _PER_CHANNEL), averaging_constant, eps)
-        self.dtype = dtype
+        _check_averaging(type(self).__name__, averaging_constant)
+        self._setup(dtype, qscheme, _PER_CHANNEL, reduce_range, quant_min, quant_max,
+                    lambda lo, hi, sym: torch.classes.quantx.MovingAveragePerChannelMinMaxObserver(
+                        ch_axis, lo, hi, sym, averaging_constant, eps))
         self.ch_axis = ch_axis
 
 
@@ -128,13 +127,10 @@ class HistogramObserver(MinMaxObserver):
                  qscheme: torch.qscheme = torch.per_tensor_affine, reduce_range: bool = False,
                  quant_min: Optional[int] = None, quant_max: Optional[int] = None, eps: float = EPS) -> None:
         torch.nn.Module.__init__(self)
-        name = type(self).__name__
         if not 1 <= bins <= 1 << 24:
-            raise ValueError(f"{name}: bins should be in [1, 16777216], got {bins}")
-        qmin, qmax = resolve_range(name, dtype, reduce_range, quant_min, quant_max)
-        self.impl = torch.classes.quantx.HistogramObserver(bins, qmin, qmax, _symmetric(name, qscheme, _PER_TENSOR),
-                                                           eps)
-        self.dtype = dtype
+            raise ValueError(f"{type(self).__name__}: bins should be in [1, 16777216], got {bins}")
+        self._setup(dtype, qscheme, _PER_TENSOR, reduce_range, quant_min, quant_max,
+                    lambda lo, hi, sym: torch.classes.quantx.HistogramObserver(bins, lo, hi, sym, eps))
 
     @torch.jit.export
     def histogram(self) -> Tuple[Tensor, float, float]:
