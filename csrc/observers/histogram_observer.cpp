@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/histogram.h"
+#include "observers/factory.h"
 #include "observers/observer_common.h"
 
 namespace tqx::observers {
@@ -124,4 +125,10 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
 }
 
 }  // namespace
+
+c10::IValue make_histogram_observer(const ObserverSpec& spec) {
+  const ObserverConfig& c = spec.config;
+  return c10::IValue(c10::make_intrusive<HistogramObserver>(spec.bins, c.quant_min, c.quant_max, c.symmetric, c.eps));
+}
+
 }  // namespace tqx::observers

@@ -11,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "observers/factory.h"
 #include "observers/observer_common.h"
 
 namespace tqx::observers {
@@ -240,4 +241,15 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
 }
 
 }  // namespace
+
+c10::IValue make_minmax_observer(const ObserverSpec& spec) {
+  const ObserverConfig& c = spec.config;
+  if (spec.kind == "minmax") return c10::IValue(MinMaxObserver::make(c, 0, 0.0));
+  if (spec.kind == "moving_average_minmax") {
+    return c10::IValue(MovingAverageMinMaxObserver::make(c, 0, spec.averaging_constant));
+  }
+  TORCH_CHECK(spec.kind == "per_channel_minmax", "make_minmax_observer: unknown kind '", spec.kind, "'");
+  return c10::IValue(PerChannelMinMaxObserver::make(c, spec.axis, 0.0));
+}
+
 }  // namespace tqx::observers

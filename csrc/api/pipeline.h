@@ -1,0 +1,26 @@
+// The quantization pipeline for C++ applications: prepare -> (run calibration data) -> convert.
+#pragma once
+
+#include <torch/csrc/jit/api/module.h>
+
+#include <string>
+#include <vector>
+
+namespace torchquantx {
+
+// A copy of `model` (eval mode) with BatchNorm folded and observers inserted wherever an
+// activation will run in int8. qconfig: "x86" (default), "fbgemm", "onednn" or "qnnpack".
+// Ops of modules whose path starts with an entry of `skip` stay in float.
+torch::jit::Module prepare(const torch::jit::Module& model, const std::string& qconfig = "x86",
+                           const std::vector<std::string>& skip = {});
+
+// An int8 copy of a calibrated prepared module. target "native" runs PyTorch's quantized::
+// operators (the file loads in stock PyTorch); "reference" keeps float ops between
+// quantize/dequantize pairs (for debugging numerics).
+torch::jit::Module convert(const torch::jit::Module& prepared, const std::string& target = "native");
+
+// One line per op of a converted module: what it became and why; for a prepared module, its
+// observers and what they watch.
+std::string summary(const torch::jit::Module& module);
+
+}  // namespace torchquantx

@@ -1,0 +1,17 @@
+// Dispatch from an ObserverSpec to the observer family that builds it.
+#include "observers/factory.h"
+
+#include <c10/util/Exception.h>
+
+namespace tqx::observers {
+
+c10::IValue make_observer(const ObserverSpec& spec) {
+  if (spec.kind == "histogram") return make_histogram_observer(spec);
+  if (spec.kind == "minmax" || spec.kind == "moving_average_minmax" || spec.kind == "per_channel_minmax") {
+    return make_minmax_observer(spec);
+  }
+  TORCH_CHECK(false, "observer kind should be one of histogram, minmax, moving_average_minmax, "
+              "per_channel_minmax, got '", spec.kind, "'");
+}
+
+}  // namespace tqx::observers

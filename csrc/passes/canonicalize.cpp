@@ -1,0 +1,40 @@
+// Canonicalize pass: freeze, inline, functionalize, fold BatchNorm, propagate constants.
+#include "passes/canonicalize.h"
+
+#include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/freeze_module.h>
+#include <torch/csrc/jit/passes/frozen_conv_folding.h>
+#include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/passes/peephole.h>
+#include <torch/csrc/jit/passes/remove_dropout.h>
+#include <torch/csrc/jit/passes/remove_mutation.h>
+
+namespace tqx::passes {
+
+void canonicalize_graph(std::shared_ptr<torch::jit::Graph>& graph) {
+  torch::jit::Inline(*graph);
+  torch::jit::removeDropout(graph);
+  torch::jit::RemoveListMutation(graph);
+  torch::jit::RemoveTensorMutation(graph);
+  torch::jit::ConstantPropagation(graph);
+  torch::jit::PeepholeOptimize(graph);
+  torch::jit::FoldFrozenConvBatchnorm(graph);
+  torch::jit::FoldFrozenConvAddOrSub(graph);
+  torch::jit::FoldFrozenConvMulOrDiv(graph);
+  torch::jit::ConstantPropagation(graph);
+  torch::jit::EliminateDeadCode(graph);
+}
+
+torch::jit::Module canonicalize(const torch::jit::Module& module) {
+  TORCH_CHECK(!module.is_training(), "torchquantx.prepare: the model should be in eval mode for post-training "
+              "quantization; call model.eval() first (quantization-aware training uses prepare_qat)");
+  TORCH_CHECK(module.find_method("forward").has_value(), "torchquantx.prepare: the model has no forward method");
+  torch::jit::Module frozen = torch::jit::freeze_module(module, /*preservedAttrs=*/{}, /*freezeInterfaces=*/true,
+                                                        /*preserveParameters=*/false);
+  auto graph = frozen.get_method("forward").graph();
+  canonicalize_graph(graph);
+  return frozen;
+}
+
+}  // namespace tqx::passes

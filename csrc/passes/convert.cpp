@@ -1,0 +1,391 @@
+// Convert pass: observers -> quantize/dequantize, native lowering, redundant-pair removal.
+#include "passes/convert.h"
+
+#include <ATen/Context.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/dequantize.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/quantize_per_channel.h>
+#include <ATen/ops/quantize_per_tensor.h>
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+
+#include <iomanip>
+#include <map>
+#include <sstream>
+#include <unordered_map>
+#include <vector>
+
+#include "kernels/qparams.h"
+#include "kernels/reduce.h"
+#include "passes/graph_utils.h"
+#include "passes/op_registry.h"
+
+namespace tqx::passes {
+namespace {
+
+using torch::jit::Graph;
+using torch::jit::Node;
+using torch::jit::Value;
+
+struct QParams {
+  double scale;
+  int64_t zero_point;
+};
+
+c10::IValue call_method(const c10::IValue& obj, const std::string& name) {
+  auto& fn = obj.toObject()->type()->getMethod(name);
+  return fn({obj});
+}
+
+// Observer calls inserted by prepare: (call node, attribute name).
+std::vector<std::pair<Node*, std::string>> observer_calls(Graph& graph) {
+  std::vector<std::pair<Node*, std::string>> calls;
+  for_each_node(graph.block(), [&](Node* n) {
+    if (n->kind() != c10::prim::CallMethod) return;
+    Node* get = n->input(0)->node();
+    if (get->kind() != c10::prim::GetAttr) return;
+    const std::string name = get->s(c10::attr::name);
+    if (name.rfind(kObserverPrefix, 0) == 0) calls.emplace_back(n, name);
+  });
+  return calls;
+}
+
+std::string fmt(double v) {
+  std::ostringstream os;
+  os << std::setprecision(6) << v;
+  return os.str();
+}
+
+class Converter {
+ public:
+  Converter(torch::jit::Module& module, const ConvertOptions& options)
+      : module_(module), options_(options), graph_(module.get_method("forward").graph()) {}
+
+  void run(std::string* report) {
+    replace_observers();
+    if (options_.target == "native") lower_native();
+    remove_redundant_pairs();
+    fake_quantize_remaining_weights();
+    torch::jit::EliminateDeadCode(graph_);
+    describe_float_ops();
+    if (report) {
+      for (const auto& line : report_) *report += line + "\n";
+    }
+  }
+
+ private:
+  // ---- observers -> quantize / dequantize ------------------------------------------------
+  void replace_observers() {
+    const auto calls = observer_calls(*graph_);
+    std::vector<std::string> empty, nonfinite;
+    for (const auto& [call, attr] : calls) {
+      const c10::IValue obs = module_.attr(attr);
+      if (call_method(obs, "batches").toInt() == 0) empty.push_back(describe_value(call->input(1)));
+      const int64_t bad = call_method(obs, "nonfinite_count").toInt();
+      if (bad > 0) nonfinite.push_back(describe_value(call->input(1)) + ": " + std::to_string(bad) + " values");
+    }
+    if (!empty.empty()) {
+      std::string list;
+      for (const auto& e : empty) list += "\n  " + e;
+      TORCH_CHECK(false, "torchquantx.convert: ", empty.size(), " of ", calls.size(),
+                  " observers saw no data; run calibration first (torchquantx.calibrate(prepared, data)) or check "
+                  "that the calibration data reaches these values:", list);
+    }
+    if (!nonfinite.empty()) {
+      std::string list;
+      for (const auto& e : nonfinite) list += "\n  " + e;
+      TORCH_CHECK(false, "torchquantx.convert: calibration produced NaN or Inf values (left out of the ranges) at:",
+                  list, "\nfix the model or the data, or recalibrate");
+    }
+    for (const auto& [call, attr] : calls) {
+      const c10::IValue obs = module_.attr(attr);
+      const auto qp = call_method(obs, "calculate_qparams").toTuple();
+      const double scale = qp->elements()[0].toTensor().item<float>();
+      const int64_t zp = qp->elements()[1].toTensor().item<int64_t>();
+      Value* v = call->input(1);
+      torch::jit::WithInsertPoint guard(call);
+      Value* q = graph_->insert(c10::aten::quantize_per_tensor,
+                                {v, scale, zp, static_cast<int64_t>(options_.qconfig.activation_dtype)});
+      Value* dq = graph_->insert(c10::aten::dequantize, {q});
+      call->output()->replaceAllUsesWith(dq);
+      Node* get = call->input(0)->node();
+      call->destroy();
+      if (!get->hasUses()) get->destroy();
+      qparams_[q] = {scale, zp};
+    }
+    for (const auto& [call, attr] : calls) {
+      (void)call;
+      module_._ivalue()->unsafeRemoveAttr(attr);  // needs the type's slot: before the type forgets it
+      module_._ivalue()->type()->unsafeRemoveAttribute(attr);
+    }
+  }
+
+  // ---- native lowering ----------------------------------------------------------------------
+  static Value* quantized_source(Value* v) {
+    return v->node()->kind() == c10::aten::dequantize ? v->node()->input(0) : nullptr;
+  }
+
+  static Node* single_quantize_user(Value* v) {
+    if (v->uses().size() != 1) return nullptr;
+    Node* u = v->uses()[0].user;
+    return u->kind() == c10::aten::quantize_per_tensor ? u : nullptr;
+  }
+
+  at::Tensor quantize_weight(const at::Tensor& w) {
+    const at::Tensor wc = w.contiguous();
+    const int64_t channels = options_.qconfig.weight_per_channel ? wc.size(0) : 1;
+    const int64_t per = wc.numel() / channels;
+    std::vector<float> lo(channels), hi(channels);
+    for (int64_t c = 0; c < channels; ++c) {
+      kernels::reduce_kernels().f32_minmax(per, wc.data_ptr<float>() + c * per, &lo[c], &hi[c]);
+    }
+    std::vector<float> scale(channels);
+    std::vector<int64_t> zp(channels);
+    kernels::choose_qparams_per_channel(lo.data(), hi.data(), channels, -128, 127, /*symmetric=*/true,
+                                        kernels::kDefaultScaleEps, scale.data(), zp.data());
+    if (!options_.qconfig.weight_per_channel) return at::quantize_per_tensor(wc, scale[0], zp[0], c10::kQInt8);
+    at::Tensor s = at::empty({channels}, at::TensorOptions().dtype(c10::kDouble));
+    at::Tensor z = at::empty({channels}, at::TensorOptions().dtype(c10::kLong));
+    for (int64_t c = 0; c < channels; ++c) {
+      s.data_ptr<double>()[c] = scale[c];
+      z.data_ptr<int64_t>()[c] = zp[c];
+    }
+    return at::quantize_per_channel(wc, s, z, 0, c10::kQInt8);
+  }
+
+  c10::IValue prepack(const char* op, std::vector<c10::IValue> args) {
+    const auto handle = c10::Dispatcher::singleton().findSchemaOrThrow(op, "");
+    torch::jit::Stack stack(args.begin(), args.end());
+    handle.callBoxed(&stack);
+    return stack.at(0);
+  }
+
+  Value* packed_attr(const c10::IValue& packed) {
+    const std::string attr = kPackedPrefix + std::to_string(packed_count_++);
+    module_.register_attribute(attr, packed.type(), packed);
+    return graph_->insertGetAttr(graph_->inputs().at(0), attr);
+  }
+
+  void lower_native() {
+    std::vector<Node*> nodes;
+    for_each_node(graph_->block(), [&](Node* n) { nodes.push_back(n); });
+    const auto previous_engine = at::globalContext().qEngine();
+    set_engine(options_.qconfig.engine);
+    try {
+      for (Node* n : nodes) {
+        if (destroyed_.count(n)) continue;
+        const OpRule* rule = find_rule(n);
+        if (rule == nullptr) continue;
+        if (rule->kind == QuantKind::kInt8) {
+          lower_int8(n, *rule);
+        } else if (rule->kind != QuantKind::kFloat) {
+          lower_same(n, *rule);
+        }
+      }
+    } catch (...) {
+      at::globalContext().setQEngine(previous_engine);
+      throw;
+    }
+    at::globalContext().setQEngine(previous_engine);
+  }
+
+  static void set_engine(const std::string& name) {
+    at::QEngine e = name == "qnnpack" ? at::QEngine::QNNPACK : at::QEngine::ONEDNN;
+    const auto& supported = at::globalContext().supportedQEngines();
+    TORCH_CHECK(std::find(supported.begin(), supported.end(), e) != supported.end(),
+                "torchquantx.convert: quantized engine '", name, "' is not available in this PyTorch build");
+    at::globalContext().setQEngine(e);
+  }
+
+  void lower_int8(Node* n, const OpRule& rule) {
+    // Activation inputs must arrive dequantized, the output must leave through one quantize.
+    std::vector<Value*> qin;
+    Value* list = nullptr;
+    for (int i : rule.activations) {
+      Value* v = n->input(i);
+      if (rule.native == NativeLowering::kCat) {
+        list = v;
+        if (v->node()->kind() != c10::prim::ListConstruct) return;
+        for (Value* e : v->node()->inputs()) {
+          Value* q = quantized_source(e);
+          if (!q) return;
+          qin.push_back(q);
+        }
+      } else {
+        Value* q = quantized_source(v);
+        if (!q) return;
+        qin.push_back(q);
+      }
+    }
+    Node* relu = nullptr;
+    Value* out = n->output();
+    if (rule.fuses_relu && rule.native_relu_op && out->uses().size() == 1 &&
+        is_fusable_relu(out->uses()[0].user)) {
+      relu = out->uses()[0].user;
+      out = relu->output();
+    }
+    Node* quant = single_quantize_user(out);
+    if (!quant) return;
+    const double scale = torch::jit::toIValue(quant->input(1))->toDouble();
+    const int64_t zp = torch::jit::toIValue(quant->input(2))->toInt();
+    const char* op_name = relu ? rule.native_relu_op : rule.native_op;
+
+    torch::jit::WithInsertPoint guard(quant);
+    std::vector<Value*> inputs;
+    switch (rule.native) {
+      case NativeLowering::kConv:
+      case NativeLowering::kLinear: {
+        const auto w = torch::jit::toIValue(n->input(rule.weight));
+        const auto b = torch::jit::toIValue(n->input(rule.weight + 1));
+        if (!w || !b || !(b->isNone() || b->isTensor())) return;
+        const at::Tensor wq = quantize_weight(w->toTensor());
+        c10::IValue packed;
+        if (rule.native == NativeLowering::kLinear) {
+          packed = prepack("quantized::linear_prepack", {wq, *b});
+        } else {
+          std::vector<c10::IValue> args = {wq, *b};
+          for (size_t i = 3; i < n->inputs().size(); ++i) {
+            auto a = torch::jit::toIValue(n->input(i));
+            if (!a || !(a->isIntList() || a->isInt())) return;  // e.g. padding="same"
+            args.push_back(*a);
+          }
+          if (args.size() != 6) return;
+          const bool is1d = n->kind() == c10::aten::conv1d;
+          packed = prepack(is1d ? "quantized::conv1d_prepack" : "quantized::conv2d_prepack", args);
+        }
+        inputs = {qin[0], packed_attr(packed)};
+        break;
+      }
+      case NativeLowering::kBinary:
+        inputs = {qin[0], qin[1]};
+        break;
+      case NativeLowering::kCat: {
+        Node* lc = graph_->createList(c10::TensorType::get(), qin);
+        graph_->insertNode(lc);
+        inputs = {lc->output(), n->input(1)};
+        break;
+      }
+      case NativeLowering::kQParamsArg:
+        inputs = {qin[0]};
+        break;
+      case NativeLowering::kSameOp:
+        return;
+    }
+    inputs.push_back(graph_->insertConstant(scale));
+    inputs.push_back(graph_->insertConstant(zp));
+    Node* lowered = graph_->create(c10::Symbol::fromQualString(op_name), inputs);
+    lowered->output()->setType(c10::TensorType::get());
+    graph_->insertNode(lowered);
+    qparams_[lowered->output()] = {scale, zp};
+    report_.push_back(describe(n) + (relu ? " + aten::relu" : "") + " -> " + op_name + "  out(scale=" + fmt(scale) +
+                      ", zero_point=" + std::to_string(zp) + ")");
+    quant->output()->replaceAllUsesWith(lowered->output());
+    destroy(quant);
+    if (relu) destroy(relu);
+    destroy(n);
+    if (list && !list->hasUses()) destroy(list->node());
+  }
+
+  void lower_same(Node* n, const OpRule& rule) {
+    Value* q = quantized_source(n->input(0));
+    if (!q) return;
+    torch::jit::WithInsertPoint guard(n);
+    Node* clone = graph_->createClone(n, [&](Value* v) { return v == n->input(0) ? q : v; });
+    graph_->insertNode(clone);
+    Value* dq = graph_->insert(c10::aten::dequantize, {clone->output()});
+    if (rule.kind == QuantKind::kFixedQParams) {
+      qparams_[clone->output()] = {rule.fixed_scale, rule.fixed_zero_point};
+    } else if (qparams_.count(q)) {
+      qparams_[clone->output()] = qparams_[q];
+    }
+    report_.push_back(describe(n) + " -> int8 (" +
+                      (rule.kind == QuantKind::kFixedQParams ? "fixed qparams" : "input's qparams") + ")");
+    n->output()->replaceAllUsesWith(dq);
+    destroy(n);
+  }
+
+  // ---- cleanup --------------------------------------------------------------------------------
+  void remove_redundant_pairs() {
+    std::vector<Node*> quants;
+    for_each_node(graph_->block(), [&](Node* n) {
+      if (n->kind() == c10::aten::quantize_per_tensor) quants.push_back(n);
+    });
+    for (Node* quant : quants) {
+      Value* q = quantized_source(quant->input(0));
+      if (!q || !qparams_.count(q)) continue;
+      const auto s = torch::jit::toIValue(quant->input(1));
+      const auto z = torch::jit::toIValue(quant->input(2));
+      if (!s || !z) continue;
+      const QParams& have = qparams_[q];
+      if (have.scale == s->toDouble() && have.zero_point == z->toInt()) {
+        quant->output()->replaceAllUsesWith(q);
+        quant->destroy();
+      }
+    }
+  }
+
+  // Weight ops that stayed in float still compute with int8-representable weights.
+  void fake_quantize_remaining_weights() {
+    std::vector<Node*> todo;
+    for_each_node(graph_->block(), [&](Node* n) {
+      const OpRule* rule = find_rule(n);
+      if (rule && rule->weight >= 0 && quantized_source(n->input(rule->activations[0]))) todo.push_back(n);
+    });
+    for (Node* n : todo) {
+      const OpRule* rule = find_rule(n);
+      const at::Tensor w = torch::jit::toIValue(n->input(rule->weight))->toTensor();
+      torch::jit::WithInsertPoint guard(n);
+      Value* c = graph_->insertConstant(at::dequantize(quantize_weight(w)));
+      n->replaceInput(rule->weight, c);
+      report_.push_back(describe(n) + " -> float kernel on int8-rounded weights (its form has no int8 lowering)");
+    }
+  }
+
+  void describe_float_ops() {
+    for_each_node(graph_->block(), [&](Node* n) {
+      if (n->outputs().size() != 1 || !n->output()->type()->cast<c10::TensorType>()) return;
+      const auto k = n->kind();
+      if (k == c10::prim::Constant || k == c10::prim::GetAttr || k == c10::aten::dequantize ||
+          k == c10::aten::quantize_per_tensor || k.is_prim() || k.ns().toUnqualString() == std::string("quantized")) {
+        return;
+      }
+      if (lowered_outputs_.count(n)) return;
+      const bool known = find_rule(n) != nullptr;
+      report_.push_back(describe(n) + " -> float (" +
+                        (known ? "its inputs are not quantized here" : "not in the op registry; runs in float with "
+                                                                     "dequantize/quantize around it") + ")");
+    });
+  }
+
+  std::string describe(const Node* n) const {
+    const std::string layer = layer_of(n);
+    return (layer.empty() ? std::string("<top>") : layer) + "  " + n->kind().toQualString();
+  }
+
+  void destroy(Node* n) {
+    destroyed_.insert(n);
+    n->destroy();
+  }
+
+  torch::jit::Module& module_;
+  const ConvertOptions& options_;
+  std::shared_ptr<Graph> graph_;
+  std::unordered_map<Value*, QParams> qparams_;
+  std::unordered_set<Node*> destroyed_;
+  std::unordered_set<Node*> lowered_outputs_;
+  std::vector<std::string> report_;
+  int64_t packed_count_ = 0;
+};
+
+}  // namespace
+
+void convert_module(torch::jit::Module& module, const ConvertOptions& options, std::string* report) {
+  TORCH_CHECK(options.target == "native" || options.target == "reference",
+              "torchquantx.convert: target should be 'native' (PyTorch's quantized operators) or 'reference' "
+              "(float ops between quantize/dequantize), got '", options.target,
+              "'; the 'quantx' target with torchquantx's own fused kernels is not available yet");
+  Converter(module, options).run(report);
+}
+
+}  // namespace tqx::passes

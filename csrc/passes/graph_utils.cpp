@@ -1,0 +1,36 @@
+// Layer naming and graph walking for the passes.
+#include "passes/graph_utils.h"
+
+#include <torch/csrc/jit/ir/scope.h>
+
+namespace tqx::passes {
+
+std::string layer_of(const torch::jit::Node* node) {
+  auto cs = node->callstack();
+  if (!cs) return "";
+  std::string path;
+  for (const auto& entry : (*cs)->vec()) {
+    const auto& info = std::get<torch::jit::kModuleInstanceInfo>(entry);
+    if (!info) continue;
+    const std::string name = info->instance_name();
+    if (name.empty() || name == "SELF") continue;  // the top-level module itself
+    path += path.empty() ? name : "." + name;
+  }
+  return path;
+}
+
+std::string describe_value(const torch::jit::Value* value) {
+  const torch::jit::Node* n = value->node();
+  if (n->kind() == c10::prim::Param) return "input '" + value->debugNameBase() + "'";
+  const std::string layer = layer_of(n);
+  return (layer.empty() ? std::string("<top>") : layer) + " (" + n->kind().toQualString() + ")";
+}
+
+void for_each_node(torch::jit::Block* block, const std::function<void(torch::jit::Node*)>& fn) {
+  for (torch::jit::Node* n : block->nodes()) {
+    fn(n);
+    for (torch::jit::Block* b : n->blocks()) for_each_node(b, fn);
+  }
+}
+
+}  // namespace tqx::passes

@@ -1,0 +1,26 @@
+// Small helpers the passes share: layer names from inlined call stacks, graph walking.
+#pragma once
+
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <functional>
+#include <string>
+
+namespace tqx::passes {
+
+// The dotted module path a node came from ("layer1.0.conv1"), from its inlined call stack;
+// "" for nodes of the top-level forward.
+std::string layer_of(const torch::jit::Node* node);
+// A human-readable place for a value: "<layer> (<op>)" of its producer, or the input's name.
+std::string describe_value(const torch::jit::Value* value);
+
+// Calls fn on every node of block and its sub-blocks, in order (nodes may not be destroyed).
+void for_each_node(torch::jit::Block* block, const std::function<void(torch::jit::Node*)>& fn);
+
+// Prefix used for every attribute the passes add to a module.
+constexpr const char* kObserverPrefix = "_tqx_obs_";
+constexpr const char* kPackedPrefix = "_tqx_packed_";
+constexpr const char* kQConfigAttr = "_tqx_qconfig";
+constexpr const char* kSummaryAttr = "_tqx_summary";
+
+}  // namespace tqx::passes

@@ -1,0 +1,124 @@
+// Annotation from the op registry and observer insertion.
+#include "passes/insert_observers.h"
+
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <unordered_set>
+#include <vector>
+
+#include "kernels/qparams.h"
+#include "observers/factory.h"
+#include "passes/graph_utils.h"
+#include "passes/op_registry.h"
+
+namespace tqx::passes {
+namespace {
+
+using torch::jit::Node;
+using torch::jit::Value;
+
+bool skipped(const Node* n, const QConfig& q) {
+  if (q.skip_modules.empty()) return false;
+  const std::string layer = layer_of(n);
+  for (const std::string& prefix : q.skip_modules) {
+    if (layer == prefix || layer.rfind(prefix + ".", 0) == 0) return true;
+  }
+  return false;
+}
+
+// The single relu consuming `v`, if that is its only use.
+Node* single_relu_user(Value* v) {
+  if (v->uses().size() != 1) return nullptr;
+  Node* user = v->uses()[0].user;
+  return is_fusable_relu(user) ? user : nullptr;
+}
+
+struct Annotator {
+  const QConfig& qconfig;
+  std::unordered_set<Value*> quantized;  // values that will be int8
+  std::vector<Value*> to_observe;
+
+  void observe(Value* v) {
+    if (quantized.insert(v).second) to_observe.push_back(v);
+  }
+
+  void visit(Node* n) {
+    if (skipped(n, qconfig)) return;
+    const OpRule* rule = find_rule(n);
+    if (rule == nullptr) return;
+    switch (rule->kind) {
+      case QuantKind::kInt8: {
+        for (int i : rule->activations) {
+          Value* v = n->input(i);
+          if (rule->native == NativeLowering::kCat) {
+            if (v->node()->kind() != c10::prim::ListConstruct) return;  // unknown list: stays float
+            for (Value* e : v->node()->inputs()) observe(e);
+          } else {
+            observe(v);
+          }
+        }
+        Node* relu = rule->fuses_relu ? single_relu_user(n->output()) : nullptr;
+        if (relu != nullptr) {
+          quantized.insert(n->output());
+          observe(relu->output());
+        } else {
+          observe(n->output());
+        }
+        break;
+      }
+      case QuantKind::kSameQParams:
+      case QuantKind::kFixedQParams:
+        if (quantized.count(n->input(0))) quantized.insert(n->output());
+        break;
+      case QuantKind::kFloat:
+        break;
+    }
+  }
+};
+
+observers::ObserverSpec activation_spec(const QConfig& q) {
+  observers::ObserverSpec spec;
+  spec.kind = q.activation_observer;
+  const kernels::QRange r = kernels::quant_range(
+      q.activation_dtype == c10::kQInt8 ? kernels::QFormat::kInt8 : kernels::QFormat::kUInt8,
+      q.activation_reduce_range);
+  spec.config.quant_min = r.qmin;
+  spec.config.quant_max = r.qmax;
+  spec.config.symmetric = false;
+  return spec;
+}
+
+// Inserts `%v.obs = obs.forward(%v)` right after v is defined and sends v's other uses to it.
+void insert_call(torch::jit::Graph& graph, Value* self, Value* v, const std::string& attr) {
+  Node* def = v->node();
+  torch::jit::WithInsertPoint guard(def->kind() == c10::prim::Param ? def->owningBlock()->nodes().front()
+                                                                     : def->next());
+  Value* obs = graph.insertGetAttr(self, attr);
+  Node* call = graph.create(c10::prim::CallMethod, {obs, v});
+  call->s_(c10::attr::name, "forward");
+  call->output()->setType(v->type());
+  call->output()->setDebugName(v->debugNameBase() + ".obs");
+  graph.insertNode(call);
+  v->replaceAllUsesAfterNodeWith(call, call->output());
+}
+
+}  // namespace
+
+int64_t insert_observers(torch::jit::Module& module, const QConfig& qconfig) {
+  auto graph = module.get_method("forward").graph();
+  Annotator a{qconfig, {}, {}};
+  for_each_node(graph->block(), [&](Node* n) { a.visit(n); });
+
+  Value* self = graph->inputs().at(0);
+  const observers::ObserverSpec spec = activation_spec(qconfig);
+  int64_t count = 0;
+  for (Value* v : a.to_observe) {
+    const std::string attr = kObserverPrefix + std::to_string(count++);
+    c10::IValue obs = observers::make_observer(spec);
+    module.register_attribute(attr, obs.type(), obs);
+    insert_call(*graph, self, v, attr);
+  }
+  return count;
+}
+
+}  // namespace tqx::passes

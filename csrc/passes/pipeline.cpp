@@ -1,0 +1,95 @@
+// prepare / convert / summary: the C++ API and the quantx::prepare, quantx::convert and
+// quantx::summary dispatcher operators over it.
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/library.h>
+
+#include <sstream>
+
+#include "api/pipeline.h"
+#include "passes/canonicalize.h"
+#include "passes/convert.h"
+#include "passes/graph_utils.h"
+#include "passes/insert_observers.h"
+#include "passes/qconfig.h"
+
+namespace torchquantx {
+
+using tqx::passes::kQConfigAttr;
+using tqx::passes::kSummaryAttr;
+using tqx::passes::QConfig;
+
+torch::jit::Module prepare(const torch::jit::Module& model, const std::string& qconfig,
+                           const std::vector<std::string>& skip) {
+  QConfig q = QConfig::preset_named(qconfig);
+  q.skip_modules = skip;
+  torch::jit::Module prepared = tqx::passes::canonicalize(model);
+  tqx::passes::insert_observers(prepared, q);
+  prepared.register_attribute(kQConfigAttr, c10::StringType::get(), q.serialize());
+  return prepared;
+}
+
+torch::jit::Module convert(const torch::jit::Module& prepared, const std::string& target) {
+  TORCH_CHECK(prepared.hasattr(kQConfigAttr), "torchquantx.convert: the module was not made by "
+              "torchquantx.prepare (it has no ", kQConfigAttr, " attribute); call prepare first");
+  TORCH_CHECK(!prepared.hasattr(kSummaryAttr), "torchquantx.convert: the module is already converted");
+  torch::jit::Module out = prepared.clone();
+  tqx::passes::ConvertOptions options;
+  options.target = target;
+  options.qconfig = QConfig::deserialize(out.attr(kQConfigAttr).toStringRef());
+  std::string report;
+  tqx::passes::convert_module(out, options, &report);
+  out.register_attribute(kSummaryAttr, c10::StringType::get(), "target=" + target + "\n" + report);
+  return out;
+}
+
+std::string summary(const torch::jit::Module& module) {
+  if (module.hasattr(kSummaryAttr)) return module.attr(kSummaryAttr).toStringRef();
+  TORCH_CHECK(module.hasattr(kQConfigAttr), "torchquantx.summary: the module is neither prepared nor converted by "
+              "torchquantx");
+  std::ostringstream os;
+  os << "prepared, qconfig " << module.attr(kQConfigAttr).toStringRef() << "\n";
+  auto graph = module.get_method("forward").graph();
+  tqx::passes::for_each_node(graph->block(), [&](torch::jit::Node* n) {
+    if (n->kind() != c10::prim::CallMethod || n->input(0)->node()->kind() != c10::prim::GetAttr) return;
+    const std::string attr = n->input(0)->node()->s(c10::attr::name);
+    if (attr.rfind(tqx::passes::kObserverPrefix, 0) != 0) return;
+    const c10::IValue obs = module.attr(attr);
+    auto& describe = obs.toObject()->type()->getMethod("describe");
+    os << attr << "  observes " << tqx::passes::describe_value(n->input(1)) << "  "
+       << describe({obs}).toStringRef() << "\n";
+  });
+  return os.str();
+}
+
+}  // namespace torchquantx
+
+namespace tqx::passes {
+namespace {
+
+torch::jit::Module module_arg(const char* op, const c10::IValue& v) {
+  TORCH_CHECK(v.isObject() && v.toObject()->type()->is_module(), op,
+              ": module should be a TorchScript module (pass scripted_model._c from Python, or use "
+              "torchquantx.", op + 8, " which accepts nn.Module), got ", v.tagKind());
+  return torch::jit::Module(v.toObject());
+}
+
+c10::IValue prepare_op(c10::IValue module, std::string qconfig, c10::optional<std::vector<std::string>> skip) {
+  return torchquantx::prepare(module_arg("quantx::prepare", module), qconfig, skip.value_or(std::vector<std::string>{}))
+      ._ivalue();
+}
+
+c10::IValue convert_op(c10::IValue module, std::string target) {
+  return torchquantx::convert(module_arg("quantx::convert", module), target)._ivalue();
+}
+
+std::string summary_op(c10::IValue module) { return torchquantx::summary(module_arg("quantx::summary", module)); }
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(quantx, m) {
+  m.def("prepare(Any module, str qconfig=\"x86\", str[]? skip=None) -> Any", prepare_op);
+  m.def("convert(Any module, str target=\"native\") -> Any", convert_op);
+  m.def("summary(Any module) -> str", summary_op);
+}
+
+}  // namespace tqx::passes

@@ -1,0 +1,65 @@
+// QConfig presets and the text form kept on prepared modules.
+#include "passes/qconfig.h"
+
+#include <c10/util/Exception.h>
+
+#include <sstream>
+
+namespace tqx::passes {
+namespace {
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, sep)) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+}  // namespace
+
+QConfig QConfig::preset_named(const std::string& name) {
+  QConfig q;
+  q.preset = name;
+  if (name == "x86" || name == "fbgemm") {
+    q.activation_reduce_range = true;
+  } else if (name == "onednn") {
+    q.activation_reduce_range = false;
+  } else if (name == "qnnpack") {
+    q.activation_reduce_range = false;
+    q.weight_per_channel = false;
+    q.engine = "qnnpack";
+  } else {
+    TORCH_CHECK(false, "qconfig should be one of 'x86', 'fbgemm', 'onednn', 'qnnpack', got '", name, "'");
+  }
+  return q;
+}
+
+std::string QConfig::serialize() const {
+  std::ostringstream os;
+  os << "preset=" << preset << ";activation_reduce_range=" << activation_reduce_range
+     << ";activation_observer=" << activation_observer << ";weight_per_channel=" << weight_per_channel
+     << ";engine=" << engine << ";skip_modules=";
+  for (size_t i = 0; i < skip_modules.size(); ++i) os << (i ? "," : "") << skip_modules[i];
+  return os.str();
+}
+
+QConfig QConfig::deserialize(const std::string& text) {
+  QConfig q;
+  for (const std::string& kv : split(text, ';')) {
+    const auto eq = kv.find('=');
+    TORCH_CHECK(eq != std::string::npos, "torchquantx: malformed qconfig text '", text, "'");
+    const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+    if (key == "preset") q.preset = value;
+    else if (key == "activation_reduce_range") q.activation_reduce_range = value == "1";
+    else if (key == "activation_observer") q.activation_observer = value;
+    else if (key == "weight_per_channel") q.weight_per_channel = value == "1";
+    else if (key == "engine") q.engine = value;
+    else if (key == "skip_modules") q.skip_modules = split(value, ',');
+  }
+  return q;
+}
+
+}  // namespace tqx::passes

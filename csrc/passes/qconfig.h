@@ -1,0 +1,36 @@
+// QConfig: how activations and weights are quantized, with PyTorch-compatible presets.
+#pragma once
+
+#include <c10/core/ScalarType.h>
+
+#include <string>
+#include <vector>
+
+namespace tqx::passes {
+
+struct QConfig {
+  std::string preset = "x86";
+  // Activations: per-tensor affine.
+  c10::ScalarType activation_dtype = c10::kQUInt8;
+  bool activation_reduce_range = true;
+  std::string activation_observer = "histogram";  // histogram | minmax | moving_average_minmax
+  // Weights: symmetric, per output channel or per tensor.
+  c10::ScalarType weight_dtype = c10::kQInt8;
+  bool weight_per_channel = true;
+  // PyTorch quantized engine that packs weights for target="native".
+  std::string engine = "onednn";
+  // Module-name prefixes ("layer4", "fc") whose ops stay in float.
+  std::vector<std::string> skip_modules;
+
+  // "x86" / "fbgemm" (reduce_range activations, per-channel weights; packed with onednn here,
+  // this torch has no fbgemm), "onednn" (full-range activations, per-channel weights),
+  // "qnnpack" (full-range activations, per-tensor weights). The same meaning as
+  // torch.ao.quantization.get_default_qconfig(name). Throws naming the value otherwise.
+  static QConfig preset_named(const std::string& name);
+
+  // A one-line text form stored on prepared modules, and its inverse.
+  std::string serialize() const;
+  static QConfig deserialize(const std::string& text);
+};
+
+}  // namespace tqx::passes
