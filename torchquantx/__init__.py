@@ -10,7 +10,7 @@ from ._library import library_path, load as _load
 _load()
 
 from . import _C  # noqa: E402  (needs the library loaded first)
-from . import observers, ops  # noqa: E402
+from . import observers, ops, quantize  # noqa: E402
 from .observers import (  # noqa: E402
     HistogramObserver,
     MinMaxObserver,
@@ -18,6 +18,7 @@ from .observers import (  # noqa: E402
     MovingAveragePerChannelMinMaxObserver,
     PerChannelMinMaxObserver,
 )
+from .quantize import calibrate, convert, prepare, summary  # noqa: E402
 from .ops import (  # noqa: E402
     choose_qparams,
     dequantize_per_channel,
@@ -56,6 +57,7 @@ def reset_max_isa() -> None:
 
 
 __all__ = [
+    "calibrate", "convert", "prepare", "summary",
     "HistogramObserver", "MinMaxObserver", "MovingAverageMinMaxObserver", "MovingAveragePerChannelMinMaxObserver",
     "PerChannelMinMaxObserver", "active_isa", "choose_qparams", "dequantize_per_channel", "dequantize_per_tensor",
     "detected_isa", "fake_quantize_learnable_per_channel", "fake_quantize_learnable_per_tensor",

@@ -84,12 +84,33 @@ c10::IValue convert_op(c10::IValue module, std::string target) {
 
 std::string summary_op(c10::IValue module) { return torchquantx::summary(module_arg("quantx::summary", module)); }
 
+// For each observer of a prepared module: where it sits, batches seen, NaN/Inf values seen.
+std::tuple<std::vector<std::string>, std::vector<int64_t>, std::vector<int64_t>> observer_stats_op(
+    c10::IValue module) {
+  const torch::jit::Module m = module_arg("quantx::observer_stats", module);
+  std::vector<std::string> places;
+  std::vector<int64_t> batches, nonfinite;
+  auto graph = m.get_method("forward").graph();
+  for_each_node(graph->block(), [&](torch::jit::Node* n) {
+    if (n->kind() != c10::prim::CallMethod || n->input(0)->node()->kind() != c10::prim::GetAttr) return;
+    const std::string attr = n->input(0)->node()->s(c10::attr::name);
+    if (attr.rfind(kObserverPrefix, 0) != 0) return;
+    const c10::IValue obs = m.attr(attr);
+    auto& ty = *obs.toObject()->type();
+    places.push_back(describe_value(n->input(1)));
+    batches.push_back(ty.getMethod("batches")({obs}).toInt());
+    nonfinite.push_back(ty.getMethod("nonfinite_count")({obs}).toInt());
+  });
+  return {places, batches, nonfinite};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(quantx, m) {
   m.def("prepare(Any module, str qconfig=\"x86\", str[]? skip=None) -> Any", prepare_op);
   m.def("convert(Any module, str target=\"native\") -> Any", convert_op);
   m.def("summary(Any module) -> str", summary_op);
+  m.def("observer_stats(Any module) -> (str[] places, int[] batches, int[] nonfinite)", observer_stats_op);
 }
 
 }  // namespace tqx::passes

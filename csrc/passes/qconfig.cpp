@@ -20,7 +20,11 @@ std::vector<std::string> split(const std::string& s, char sep) {
 
 }  // namespace
 
-QConfig QConfig::preset_named(const std::string& name) {
+QConfig QConfig::preset_named(const std::string& spec) {
+  // "x86" or "x86;activation_observer=minmax;weight_per_channel=0": a preset, then overrides.
+  const auto parts = split(spec, ';');
+  TORCH_CHECK(!parts.empty(), "qconfig should name a preset ('x86', 'fbgemm', 'onednn', 'qnnpack'), got ''");
+  const std::string name = parts[0];
   QConfig q;
   q.preset = name;
   if (name == "x86" || name == "fbgemm") {
@@ -33,6 +37,24 @@ QConfig QConfig::preset_named(const std::string& name) {
     q.engine = "qnnpack";
   } else {
     TORCH_CHECK(false, "qconfig should be one of 'x86', 'fbgemm', 'onednn', 'qnnpack', got '", name, "'");
+  }
+  for (size_t i = 1; i < parts.size(); ++i) {
+    const auto eq = parts[i].find('=');
+    TORCH_CHECK(eq != std::string::npos, "qconfig override should be key=value, got '", parts[i], "'");
+    const std::string key = parts[i].substr(0, eq), value = parts[i].substr(eq + 1);
+    if (key == "activation_observer") {
+      TORCH_CHECK(value == "histogram" || value == "minmax" || value == "moving_average_minmax",
+                  "qconfig activation_observer should be histogram, minmax or moving_average_minmax, got '", value,
+                  "'");
+      q.activation_observer = value;
+    } else if (key == "activation_reduce_range") {
+      q.activation_reduce_range = value == "1" || value == "true";
+    } else if (key == "weight_per_channel") {
+      q.weight_per_channel = value == "1" || value == "true";
+    } else {
+      TORCH_CHECK(false, "qconfig override key should be one of activation_observer, activation_reduce_range, "
+                  "weight_per_channel, got '", key, "'");
+    }
   }
   return q;
 }

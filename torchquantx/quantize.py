@@ -1,0 +1,185 @@
+"""Graph-mode post-training quantization: prepare -> calibrate -> convert, on TorchScript.
+
+    prepared = torchquantx.prepare(model)              # nn.Module or ScriptModule, eval mode
+    torchquantx.calibrate(prepared, loader)            # progress bar; Ctrl-C keeps what was seen
+    qmodel = torchquantx.convert(prepared)             # int8 ScriptModule
+    torch.jit.save(qmodel, "model_int8.pt")
+
+The passes run in C++ (torch.ops.quantx.prepare / convert); this module only adapts Python
+objects to them and drives the calibration loop.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
+
+import torch
+
+try:
+    from tqdm import tqdm
+except ImportError:  # pragma: no cover - tqdm is a dependency
+    tqdm = None
+
+QCONFIGS = ("x86", "fbgemm", "onednn", "qnnpack")
+TARGETS = ("native", "reference")
+
+_raw_prepare = torch.ops.quantx.prepare
+_raw_convert = torch.ops.quantx.convert
+_raw_summary = torch.ops.quantx.summary
+
+
+def _script(model: torch.nn.Module, example_inputs: Optional[Tuple[Any, ...]]) -> torch.jit.ScriptModule:
+    if isinstance(model, torch.jit.ScriptModule):
+        return model
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"torchquantx.prepare: model should be a torch.nn.Module or a ScriptModule, got "
+                        f"{type(model).__name__}")
+    if model.training:
+        raise ValueError("torchquantx.prepare: the model is in training mode; call model.eval() first "
+                         "(post-training quantization observes inference behaviour)")
+    if example_inputs is not None:
+        inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+        with torch.no_grad():
+            return torch.jit.trace(model, inputs)
+    try:
+        return torch.jit.script(model)
+    except Exception as e:  # TorchScript reports the offending source in its message
+        raise RuntimeError(
+            f"torchquantx.prepare: torch.jit.script could not compile {type(model).__name__}:\n{e}\n"
+            "Pass example_inputs=(an input batch,) to prepare() to trace the model instead (tracing records "
+            "one path through any data-dependent control flow).") from e
+
+
+OBSERVERS = ("histogram", "minmax", "moving_average_minmax")
+
+
+def prepare(model: torch.nn.Module, qconfig: str = "x86", *, example_inputs: Optional[Any] = None,
+            skip: Sequence[str] = (), observer: Optional[str] = None) -> torch.jit.ScriptModule:
+    """A quantization-ready copy of `model` with observers at every activation that will be int8.
+
+    qconfig: "x86" (default), "fbgemm", "onednn" or "qnnpack", as torch.ao.quantization's presets.
+    observer: activation observer, "histogram" (default), "minmax" or "moving_average_minmax".
+    skip: module names (e.g. "classifier" or "layer4.1") whose ops stay in float.
+    The model is not modified. Scripting is tried first; example_inputs switches to tracing.
+    """
+    if qconfig not in QCONFIGS:
+        raise ValueError(f"torchquantx.prepare: qconfig should be one of {', '.join(QCONFIGS)}, got {qconfig!r}")
+    if observer is not None:
+        if observer not in OBSERVERS:
+            raise ValueError(f"torchquantx.prepare: observer should be one of {', '.join(OBSERVERS)}, got "
+                             f"{observer!r}")
+        qconfig = f"{qconfig};activation_observer={observer}"
+    if isinstance(model, torch._C.ScriptModule):
+        cpp = model
+    else:
+        scripted = _script(model, example_inputs)
+        if scripted.training:
+            raise ValueError("torchquantx.prepare: the model is in training mode; call model.eval() first")
+        cpp = scripted._c
+    return torch.jit._recursive.wrap_cpp_module(_raw_prepare(cpp, qconfig, list(skip)))
+
+
+def _observer_stats(prepared: torch.jit.ScriptModule):
+    places, batches, nonfinite = torch.ops.quantx.observer_stats(prepared._c)
+    return list(zip(places, batches, nonfinite))
+
+
+def _default_inputs(batch: Any) -> Tuple[Any, ...]:
+    if isinstance(batch, torch.Tensor):
+        return (batch,)
+    if isinstance(batch, (tuple, list)) and batch:
+        first = batch[0]
+        return tuple(first) if isinstance(first, (tuple, list)) else (first,)
+    if isinstance(batch, dict):
+        raise TypeError("torchquantx.calibrate: batches are dicts; pass input_fn=lambda b: (b['input'],)")
+    raise TypeError(f"torchquantx.calibrate: a batch should be a tensor or an (input, target) pair, got "
+                    f"{type(batch).__name__}; pass input_fn to say how to call the model")
+
+
+def calibrate(prepared: torch.jit.ScriptModule, data: Iterable[Any], num_batches: Optional[int] = None, *,
+              progress: bool = True, input_fn: Optional[Callable[[Any], Tuple[Any, ...]]] = None
+              ) -> torch.jit.ScriptModule:
+    """Runs calibration data through a prepared model so its observers record activation ranges.
+
+    data: a DataLoader or any iterable of tensors or (input, target) pairs; num_batches limits it.
+    A KeyboardInterrupt stops early and keeps the statistics gathered so far (the model stays usable).
+    """
+    if not isinstance(prepared, torch.jit.ScriptModule) or not prepared._c.hasattr("_tqx_qconfig"):
+        raise TypeError("torchquantx.calibrate: pass the module returned by torchquantx.prepare")
+    if num_batches is not None and num_batches < 1:
+        raise ValueError(f"torchquantx.calibrate: num_batches should be >= 1, got {num_batches}")
+    to_inputs = input_fn or _default_inputs
+    batches = data if num_batches is None else itertools.islice(data, num_batches)
+    total = num_batches
+    if total is None and hasattr(data, "__len__"):
+        total = len(data)  # type: ignore[arg-type]
+    bar = tqdm(total=total, desc="calibrate", unit="batch", disable=not progress) if tqdm else None
+    seen = 0
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                try:
+                    prepared(*to_inputs(batch))
+                except Exception as e:
+                    raise RuntimeError(f"torchquantx.calibrate: batch {seen} failed inside the model "
+                                       f"(check its shape and dtype): {e}") from e
+                seen += 1
+                bad = [(place, n) for place, _, n in _observer_stats(prepared) if n > 0]
+                if bad:
+                    where = "\n  ".join(f"{place}: {n} values" for place, n in bad)
+                    raise ValueError(f"torchquantx.calibrate: batch {seen - 1} produced NaN or Inf at\n  {where}")
+                if bar is not None:
+                    bar.update(1)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+            bar = None
+        print(f"torchquantx.calibrate: interrupted after {seen} batches; the prepared model keeps their statistics")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    if seen == 0:
+        raise ValueError("torchquantx.calibrate: the data yielded no batches")
+    return prepared
+
+
+def convert(prepared: torch.jit.ScriptModule, target: str = "native") -> torch.jit.ScriptModule:
+    """The int8 model of a calibrated prepared module (which itself is not changed).
+
+    target "native": PyTorch's quantized operators; the saved file loads in stock PyTorch.
+    target "reference": float ops between quantize/dequantize pairs, for checking numerics.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"torchquantx.convert: target should be one of {', '.join(TARGETS)}, got {target!r} "
+                         "(the 'quantx' target with torchquantx's own fused kernels is not available yet)")
+    cpp = prepared._c if isinstance(prepared, torch.jit.ScriptModule) else prepared
+    if not isinstance(cpp, torch._C.ScriptModule):
+        raise TypeError(f"torchquantx.convert: pass the module returned by torchquantx.prepare, got "
+                        f"{type(prepared).__name__}")
+    return torch.jit._recursive.wrap_cpp_module(_raw_convert(cpp, target))
+
+
+def summary(module: torch.jit.ScriptModule, file: Any = None) -> str:
+    """The quantization plan: observers of a prepared model, or per op what a converted model runs."""
+    cpp = module._c if isinstance(module, torch.jit.ScriptModule) else module
+    text = _raw_summary(cpp)
+    print(text, file=file)
+    return text
+
+
+def _op_face(fn: Callable[..., Any], raw: Any) -> Callable[..., Any]:
+    """torch.ops.quantx.<fn> that also accepts Python modules (the raw op takes `scripted._c` only)."""
+    def face(module: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(module, torch._C.ScriptModule) and not isinstance(module, torch.jit.ScriptModule):
+            return raw(module, *args, **kwargs)
+        return fn(module, *args, **kwargs)
+    face.__doc__ = fn.__doc__
+    face.raw = raw  # type: ignore[attr-defined]
+    return face
+
+
+# The documented entry points torch.ops.quantx.prepare(model) / convert(prepared) accept nn.Module
+# and ScriptModule objects, which the dispatcher's argument parser cannot.
+torch.ops.quantx.prepare = _op_face(prepare, _raw_prepare)
+torch.ops.quantx.convert = _op_face(convert, _raw_convert)
