@@ -175,6 +175,7 @@ class Converter {
     try {
       for (Node* n : nodes) {
         if (destroyed_.count(n)) continue;
+        if (!options_.qconfig.skip_modules.empty() && options_.qconfig.skips(layer_of(n))) continue;
         const OpRule* rule = find_rule(n);
         if (rule == nullptr) continue;
         if (rule->kind == QuantKind::kInt8) {
@@ -330,7 +331,10 @@ class Converter {
     std::vector<Node*> todo;
     for_each_node(graph_->block(), [&](Node* n) {
       const OpRule* rule = find_rule(n);
-      if (rule && rule->weight >= 0 && quantized_source(n->input(rule->activations[0]))) todo.push_back(n);
+      if (rule && rule->weight >= 0 && quantized_source(n->input(rule->activations[0])) &&
+          !options_.qconfig.skips(layer_of(n))) {
+        todo.push_back(n);
+      }
     });
     for (Node* n : todo) {
       const OpRule* rule = find_rule(n);
@@ -350,11 +354,11 @@ class Converter {
           k == c10::aten::quantize_per_tensor || k.is_prim() || k.ns().toUnqualString() == std::string("quantized")) {
         return;
       }
-      if (lowered_outputs_.count(n)) return;
-      const bool known = find_rule(n) != nullptr;
-      report_.push_back(describe(n) + " -> float (" +
-                        (known ? "its inputs are not quantized here" : "not in the op registry; runs in float with "
-                                                                     "dequantize/quantize around it") + ")");
+      const char* why = options_.qconfig.skips(layer_of(n)) ? "skipped by request"
+                        : find_rule(n) != nullptr        ? "its inputs are not quantized here"
+                                                         : "not in the op registry; runs in float with "
+                                                           "dequantize/quantize around it";
+      report_.push_back(describe(n) + " -> float (" + why + ")");
     });
   }
 
@@ -373,7 +377,6 @@ class Converter {
   std::shared_ptr<Graph> graph_;
   std::unordered_map<Value*, QParams> qparams_;
   std::unordered_set<Node*> destroyed_;
-  std::unordered_set<Node*> lowered_outputs_;
   std::vector<std::string> report_;
   int64_t packed_count_ = 0;
 };

@@ -17,15 +17,6 @@ namespace {
 using torch::jit::Node;
 using torch::jit::Value;
 
-bool skipped(const Node* n, const QConfig& q) {
-  if (q.skip_modules.empty()) return false;
-  const std::string layer = layer_of(n);
-  for (const std::string& prefix : q.skip_modules) {
-    if (layer == prefix || layer.rfind(prefix + ".", 0) == 0) return true;
-  }
-  return false;
-}
-
 // The single relu consuming `v`, if that is its only use.
 Node* single_relu_user(Value* v) {
   if (v->uses().size() != 1) return nullptr;
@@ -43,7 +34,7 @@ struct Annotator {
   }
 
   void visit(Node* n) {
-    if (skipped(n, qconfig)) return;
+    if (!qconfig.skip_modules.empty() && qconfig.skips(layer_of(n))) return;
     const OpRule* rule = find_rule(n);
     if (rule == nullptr) return;
     switch (rule->kind) {

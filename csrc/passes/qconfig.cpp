@@ -59,6 +59,13 @@ QConfig QConfig::preset_named(const std::string& spec) {
   return q;
 }
 
+bool QConfig::skips(const std::string& layer) const {
+  for (const std::string& prefix : skip_modules) {
+    if (layer == prefix || layer.rfind(prefix + ".", 0) == 0) return true;
+  }
+  return false;
+}
+
 std::string QConfig::serialize() const {
   std::ostringstream os;
   os << "preset=" << preset << ";activation_reduce_range=" << activation_reduce_range

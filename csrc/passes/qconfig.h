@@ -28,6 +28,9 @@ struct QConfig {
   // torch.ao.quantization.get_default_qconfig(name). Throws naming the value otherwise.
   static QConfig preset_named(const std::string& name);
 
+  // True when `layer` ("layer4.1.conv2") is one of skip_modules or inside one.
+  bool skips(const std::string& layer) const;
+
   // A one-line text form stored on prepared modules, and its inverse.
   std::string serialize() const;
   static QConfig deserialize(const std::string& text);

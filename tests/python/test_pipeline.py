@@ -1,0 +1,204 @@
+"""The prepare -> calibrate -> convert API: behaviour, guarantees and error messages."""
+import io
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import torchquantx as tqx
+
+
+class Net(nn.Module):
+    """conv-bn-relu, a residual add, pooling and a classifier: the common shapes of a CNN."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        y = torch.relu(self.conv2(y) + y)
+        return self.fc(torch.flatten(self.pool(y), 1))
+
+
+def make_net(seed=0):
+    torch.manual_seed(seed)
+    net = Net()
+    with torch.no_grad():  # realistic BatchNorm statistics
+        net.bn1.running_mean.uniform_(-0.2, 0.2)
+        net.bn1.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+def batches(n=4, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(2, 3, 16, 16, generator=g) for _ in range(n)]
+
+
+def sqnr(ref, out):
+    return 10 * math.log10(ref.pow(2).sum().item() / (ref - out).pow(2).sum().item())
+
+
+def quantized(model=None, **kw):
+    p = tqx.prepare(model or make_net(), **kw)
+    tqx.calibrate(p, batches(), progress=False)
+    return p, tqx.convert(p)
+
+
+def test_end_to_end_is_int8_and_close_to_float():
+    model = make_net()
+    _, q = quantized(model)
+    text = tqx.summary(q, file=io.StringIO())
+    assert "quantized::conv2d_relu" in text and "quantized::add_relu" in text and "quantized::linear" in text
+    x = batches(1, seed=9)[0]
+    assert sqnr(model(x), q(x)) > 25
+
+
+def test_prepare_does_not_change_the_model():
+    model = make_net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scripted = torch.jit.script(model)
+    graph_before = str(scripted.graph)
+    tqx.prepare(model)
+    tqx.prepare(scripted)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert str(scripted.graph) == graph_before
+    assert isinstance(model.bn1, nn.BatchNorm2d)
+
+
+def test_torch_ops_entry_points_accept_modules():
+    model = make_net()
+    for entry in (model, torch.jit.script(model)):
+        p = torch.ops.quantx.prepare(entry)
+        tqx.calibrate(p, batches(2), progress=False)
+        q = torch.ops.quantx.convert(p)
+        x = batches(1)[0]
+        assert q(x).shape == (2, 4)
+    raw = torch.ops.quantx.prepare(torch.jit.script(model)._c)  # the dispatcher op itself
+    assert raw.hasattr("_tqx_obs_0")
+
+
+def test_convert_leaves_prepared_usable_and_can_repeat():
+    p, q1 = quantized()
+    q2 = tqx.convert(p)
+    x = batches(1, seed=5)[0]
+    assert torch.equal(q1(x), q2(x))
+    assert "observes" in tqx.summary(p, file=io.StringIO())
+
+
+def test_save_load_round_trip_is_bit_identical(tmp_path):
+    _, q = quantized()
+    path = tmp_path / "m.pt"
+    torch.jit.save(q, str(path))
+    loaded = torch.jit.load(str(path))
+    x = batches(1, seed=3)[0]
+    assert torch.equal(loaded(x), q(x))
+
+
+def test_reference_target_matches_native_closely():
+    p, q = quantized()
+    ref = tqx.convert(p, target="reference")
+    assert "quantized::" not in str(ref.graph)
+    x = batches(1, seed=4)[0]
+    assert sqnr(ref(x), q(x)) > 30
+
+
+def test_skip_keeps_modules_in_float():
+    _, q = quantized(skip=["fc"])
+    text = tqx.summary(q, file=io.StringIO())
+    assert "fc  aten::linear -> float (skipped by request)" in text
+    assert "quantized::linear" not in text
+
+
+def test_calibrate_accepts_pairs_loaders_and_input_fn():
+    data = [(x, torch.zeros(2)) for x in batches(2)]
+    p = tqx.prepare(make_net())
+    tqx.calibrate(p, data, progress=False)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 3, 16, 16)), batch_size=4)
+    tqx.calibrate(p, loader, progress=False)
+    tqx.calibrate(p, [{"img": batches(1)[0]}], progress=False, input_fn=lambda b: (b["img"],))
+    _, batches_seen, _ = torch.ops.quantx.observer_stats(p._c)
+    assert min(batches_seen) == 5
+
+
+def test_calibrate_progress_bar_and_num_batches(capsys):
+    p = tqx.prepare(make_net())
+    tqx.calibrate(p, batches(6), num_batches=3, progress=True)
+    assert "calibrate" in capsys.readouterr().err
+    _, seen, _ = torch.ops.quantx.observer_stats(p._c)
+    assert set(seen) == {3}
+
+
+def test_ctrl_c_keeps_statistics_and_model_usable():
+    def data():
+        yield from batches(2)
+        raise KeyboardInterrupt
+
+    p = tqx.prepare(make_net())
+    with pytest.raises(KeyboardInterrupt):
+        tqx.calibrate(p, data(), progress=False)
+    _, seen, _ = torch.ops.quantx.observer_stats(p._c)
+    assert set(seen) == {2}
+    q = tqx.convert(p)
+    assert torch.isfinite(q(batches(1)[0])).all()
+
+
+class Unscriptable(nn.Module):
+    def forward(self, x):
+        return x * len({"a": x}.items().__iter__().__next__())  # not TorchScript
+
+
+def test_errors_are_clear():
+    with pytest.raises(ValueError, match="training mode; call model.eval"):
+        tqx.prepare(Net().train())
+    with pytest.raises(RuntimeError, match="(?s)could not compile Unscriptable.*<--- HERE.*example_inputs="):
+        tqx.prepare(Unscriptable().eval())
+    with pytest.raises(ValueError, match="qconfig should be one of x86, fbgemm, onednn, qnnpack, got 'arm'"):
+        tqx.prepare(make_net(), "arm")
+    with pytest.raises(ValueError, match="observer should be one of"):
+        tqx.prepare(make_net(), observer="kl")
+    p = tqx.prepare(make_net())
+    with pytest.raises(RuntimeError, match="(?s)5 of 5 observers saw no data; run calibration first.*\n  input .x."):
+        tqx.convert(p)
+    with pytest.raises(ValueError, match="the data yielded no batches"):
+        tqx.calibrate(p, [], progress=False)
+    with pytest.raises(RuntimeError, match=r"batch 0 failed inside the model \(check its shape and dtype\)"):
+        tqx.calibrate(p, [torch.randn(2, 5, 16, 16)], progress=False)
+    with pytest.raises(ValueError, match="target should be one of native, reference"):
+        tqx.convert(p, target="tensorrt")
+    with pytest.raises(TypeError, match="pass the module returned by torchquantx.prepare"):
+        tqx.calibrate(torch.jit.script(make_net()), batches(1), progress=False)
+
+
+def test_nan_in_calibration_data_names_the_place():
+    p = tqx.prepare(make_net())
+    bad = batches(1)[0].clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"batch 0 produced NaN or Inf at\n  input 'x': 1 values"):
+        tqx.calibrate(p, [bad], progress=False)
+
+
+def test_traced_model_with_example_inputs():
+    model = make_net()
+    p = tqx.prepare(model, example_inputs=(batches(1)[0],))
+    tqx.calibrate(p, batches(2), progress=False)
+    q = tqx.convert(p)
+    x = batches(1, seed=7)[0]
+    assert sqnr(model(x), q(x)) > 25
+
+
+@pytest.mark.parametrize("qconfig", ["x86", "fbgemm", "onednn", "qnnpack"])
+def test_presets(qconfig):
+    model = make_net()
+    p = tqx.prepare(model, qconfig)
+    tqx.calibrate(p, batches(), progress=False)
+    q = tqx.convert(p)
+    x = batches(1, seed=8)[0]
+    assert sqnr(model(x), q(x)) > 20
+    first = tqx.summary(p, file=io.StringIO()).splitlines()[1]
+    assert ("quant_max=127" in first) == (qconfig in ("x86", "fbgemm"))  # reduce_range presets
