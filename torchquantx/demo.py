@@ -1,22 +1,17 @@
-"""The main job on built-in data: train a small CNN on Fashion-MNIST, calibrate observers, quantize
-weights (int8 per channel) and activations (uint8 per tensor) with torchquantx's operators, and
-compare fp32 with int8 accuracy, size and quantization speed.
-
-Until the graph-mode pipeline (prepare/convert) lands, the int8 model here is simulated: every
-conv/linear sees its input quantized to uint8 and its weights quantized to int8 and dequantized
-again by torchquantx's kernels, which is numerically what an int8 kernel with float output computes.
+"""The main job on built-in data: train a small CNN on Fashion-MNIST, then quantize it with the
+graph-mode pipeline (prepare -> calibrate -> convert), save and reload the int8 TorchScript file,
+and compare fp32 with int8: accuracy, file size and latency.
 """
 from __future__ import annotations
 
 import argparse
 import math
 import time
-from typing import Dict, List, Tuple
+from typing import List
 
 import torch
 from torch import nn
 
-from . import observers, ops
 from .data import DEFAULT_FASHION_MNIST_DIR, load_fashion_mnist
 
 try:
@@ -32,8 +27,8 @@ class SmallCNN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2))
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,52 +57,6 @@ def predict(model: nn.Module, x: torch.Tensor, batch: int = 1000) -> torch.Tenso
     return torch.cat([model(x[i:i + batch]) for i in range(0, x.shape[0], batch)])
 
 
-def quantizable_layers(model: nn.Module) -> List[Tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
-@torch.no_grad()
-def calibrate(model: nn.Module, x: torch.Tensor, batches: int, batch: int, progress: bool) -> Dict[str, observers.MinMaxObserver]:
-    """Observes the input of every conv/linear layer on `batches` batches of calibration data."""
-    obs = {name: observers.HistogramObserver() for name, _ in quantizable_layers(model)}
-    def observe(name: str):
-        def hook(_module: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> None:
-            obs[name](inputs[0])
-        return hook
-
-    hooks = [m.register_forward_pre_hook(observe(name)) for name, m in quantizable_layers(model)]
-    try:
-        for i in tqdm(range(batches), desc="calibrate", disable=not progress, unit="batch"):
-            model(x[i * batch:(i + 1) * batch])
-    finally:
-        for h in hooks:
-            h.remove()
-    return obs
-
-
-@torch.no_grad()
-def simulate_int8(model: nn.Module, act_obs: Dict[str, observers.MinMaxObserver]) -> Tuple[nn.Module, int]:
-    """A copy of `model` whose conv/linear layers compute on int8 weights and uint8 inputs.
-
-    Returns the copy and the bytes int8 storage needs (weights + per-channel scales, float bias).
-    """
-    import copy
-    qmodel = copy.deepcopy(model)
-    int8_bytes = 0
-    for name, m in quantizable_layers(qmodel):
-        w_obs = observers.PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
-        w_obs(m.weight)
-        scale, zp = w_obs.calculate_qparams()
-        qw = ops.quantize_per_channel(m.weight, scale, zp, 0, torch.qint8)
-        m.weight.copy_(ops.dequantize_per_channel(qw, scale, zp, 0))
-        int8_bytes += qw.numel() + scale.numel() * 4 + (m.bias.numel() * 4 if m.bias is not None else 0)
-        a_scale, a_zp = act_obs[name].calculate_qparams()
-        s, z = float(a_scale), int(a_zp)
-        m.register_forward_pre_hook(
-            lambda _m, inp, s=s, z=z: ops.dequantize_per_tensor(ops.quantize_per_tensor(inp[0], s, z, torch.quint8), s, z))
-    return qmodel, int8_bytes
-
-
 def sqnr_db(ref: torch.Tensor, approx: torch.Tensor) -> float:
     noise = (ref - approx).pow(2).sum().item()
     return math.inf if noise == 0 else 10 * math.log10(ref.pow(2).sum().item() / noise)
@@ -129,6 +78,8 @@ def main(argv: List[str] | None = None) -> int:
     p.add_argument("--data", default=DEFAULT_FASHION_MNIST_DIR, help="directory with the Fashion-MNIST idx files")
     p.add_argument("--epochs", type=int, default=1, help="training epochs (default 1)")
     p.add_argument("--calib-batches", type=int, default=32, help="calibration batches of 64 images (default 32)")
+    p.add_argument("--qconfig", default="x86", choices=["x86", "fbgemm", "onednn", "qnnpack"],
+                   help="quantization preset (default x86)")
     p.add_argument("--train-images", type=int, default=None,
                    help="train on the first N training images only (default: all 60000)")
     p.add_argument("--seed", type=int, default=0)
@@ -153,35 +104,52 @@ def main(argv: List[str] | None = None) -> int:
     seconds = train(model, x_train, y_train, args.epochs, 64, progress)
     print(f"trained SmallCNN for {args.epochs} epoch(s) in {seconds:.1f} s")
 
-    act_obs = calibrate(model, x_train, args.calib_batches, 64, progress)
-    qmodel, int8_bytes = simulate_int8(model, act_obs)
-    fp32_bytes = sum(p.numel() * 4 for _, m in quantizable_layers(model) for p in m.parameters())
+    import io
+    import os
+    import tempfile
+
+    import torchquantx as tqx
+    calib = [x_train[i * 64:(i + 1) * 64] for i in range(args.calib_batches)]
+    prepared = tqx.prepare(model, args.qconfig)
+    tqx.calibrate(prepared, calib, progress=progress)
+    qmodel = tqx.convert(prepared)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path, int8_path = os.path.join(tmp, "fp32.pt"), os.path.join(tmp, "int8.pt")
+        scripted = torch.jit.script(model)
+        torch.jit.save(scripted, fp32_path)
+        torch.jit.save(qmodel, int8_path)
+        fp32_size, int8_size = os.path.getsize(fp32_path), os.path.getsize(int8_path)
+        reloaded = torch.jit.load(int8_path)
+    summary = tqx.summary(qmodel, file=io.StringIO())
+    int8_ops = sum(" -> quantized::" in line for line in summary.splitlines())
+    float_ops = sum(" -> float" in line for line in summary.splitlines())
 
     logits = predict(model, x_test)
-    qlogits = predict(qmodel, x_test)
+    qlogits = predict(reloaded, x_test)
     acc = (logits.argmax(1) == y_test).float().mean().item() * 100
     qacc = (qlogits.argmax(1) == y_test).float().mean().item() * 100
     agree = (logits.argmax(1) == qlogits.argmax(1)).float().mean().item() * 100
 
-    scale, zp = act_obs[quantizable_layers(model)[0][0]].calculate_qparams()
-    s, z = float(scale), int(zp)
-    ours = time_ms(lambda: ops.quantize_per_tensor(x_test, s, z, torch.quint8))
-    theirs = time_ms(lambda: torch.quantize_per_tensor(x_test, s, z, torch.quint8))
-    same = torch.equal(ops.quantize_per_tensor(x_test, s, z, torch.quint8),
-                       torch.quantize_per_tensor(x_test, s, z, torch.quint8).int_repr())
+    fast_fp32 = torch.jit.optimize_for_inference(torch.jit.script(model))
+    one, batch = x_test[:1], x_test[:256]
+    with torch.no_grad():
+        lat = [(time_ms(lambda: fast_fp32(t)), time_ms(lambda: reloaded(t))) for t in (one, batch)]
 
     rows = [
         ("test accuracy", f"{acc:.2f} %", f"{qacc:.2f} %"),
         ("predictions unchanged", "", f"{agree:.2f} %"),
         ("logit SQNR vs fp32", "", f"{sqnr_db(logits, qlogits):.1f} dB"),
-        ("conv/linear parameters", f"{fp32_bytes / 1024:.1f} KiB", f"{int8_bytes / 1024:.1f} KiB "
-                                                                    f"({fp32_bytes / int8_bytes:.2f}x smaller)"),
+        ("TorchScript file", f"{fp32_size / 1024:.1f} KiB", f"{int8_size / 1024:.1f} KiB ({fp32_size / int8_size:.2f}x smaller)"),
+        ("latency, 1 image", f"{lat[0][0]:.3f} ms", f"{lat[0][1]:.3f} ms ({lat[0][0] / lat[0][1]:.2f}x)"),
+        ("latency, 256 images", f"{lat[1][0]:.2f} ms", f"{lat[1][1]:.2f} ms ({lat[1][0] / lat[1][1]:.2f}x)"),
     ]
-    print(f"\n{'':26s}{'fp32':>14s}   int8 (u8 activations, s8 per-channel weights)")
+    print(f"quantized with qconfig '{args.qconfig}', target native: {int8_ops} int8 kernels, {float_ops} float ops; "
+          "saved and reloaded with torch.jit")
+    print(f"\n{'':24s}{'fp32':>14s}   int8")
     for name, a, b in rows:
-        print(f"{name:26s}{a:>14s}   {b}")
-    print(f"\nquantize the 10000 test images (1x28x28 each) to uint8: torchquantx {ours:.2f} ms, "
-          f"torch.quantize_per_tensor {theirs:.2f} ms ({theirs / ours:.1f}x); results identical: {same}")
+        print(f"{name:24s}{a:>14s}   {b}")
+    print("\n(fp32 latency is torch.jit.optimize_for_inference; medians of 20 runs after warm-up, "
+          f"{torch.get_num_threads()} thread(s))")
     return 0
 
 

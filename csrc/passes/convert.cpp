@@ -294,6 +294,7 @@ class Converter {
     torch::jit::WithInsertPoint guard(n);
     Node* clone = graph_->createClone(n, [&](Value* v) { return v == n->input(0) ? q : v; });
     graph_->insertNode(clone);
+    int8_clones_.insert(clone);
     Value* dq = graph_->insert(c10::aten::dequantize, {clone->output()});
     if (rule.kind == QuantKind::kFixedQParams) {
       qparams_[clone->output()] = {rule.fixed_scale, rule.fixed_zero_point};
@@ -351,7 +352,8 @@ class Converter {
       if (n->outputs().size() != 1 || !n->output()->type()->cast<c10::TensorType>()) return;
       const auto k = n->kind();
       if (k == c10::prim::Constant || k == c10::prim::GetAttr || k == c10::aten::dequantize ||
-          k == c10::aten::quantize_per_tensor || k.is_prim() || k.ns().toUnqualString() == std::string("quantized")) {
+          k == c10::aten::quantize_per_tensor || k.is_prim() || k.ns().toUnqualString() == std::string("quantized") ||
+          int8_clones_.count(n)) {
         return;
       }
       const char* why = options_.qconfig.skips(layer_of(n)) ? "skipped by request"
@@ -377,6 +379,7 @@ class Converter {
   std::shared_ptr<Graph> graph_;
   std::unordered_map<Value*, QParams> qparams_;
   std::unordered_set<Node*> destroyed_;
+  std::unordered_set<Node*> int8_clones_;  // same-qparams ops now running on quantized tensors
   std::vector<std::string> report_;
   int64_t packed_count_ = 0;
 };
