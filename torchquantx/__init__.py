@@ -19,6 +19,7 @@ from .observers import (  # noqa: E402
     PerChannelMinMaxObserver,
 )
 from .quantize import calibrate, convert, prepare, summary  # noqa: E402
+from .stubs import DeQuantStub, QuantStub  # noqa: E402
 from .ops import (  # noqa: E402
     choose_qparams,
     dequantize_per_channel,
@@ -57,7 +58,7 @@ def reset_max_isa() -> None:
 
 
 __all__ = [
-    "calibrate", "convert", "prepare", "summary",
+    "calibrate", "convert", "prepare", "summary", "QuantStub", "DeQuantStub",
     "HistogramObserver", "MinMaxObserver", "MovingAverageMinMaxObserver", "MovingAveragePerChannelMinMaxObserver",
     "PerChannelMinMaxObserver", "active_isa", "choose_qparams", "dequantize_per_channel", "dequantize_per_tensor",
     "detected_isa", "fake_quantize_learnable_per_channel", "fake_quantize_learnable_per_tensor",

@@ -23,6 +23,8 @@ except ImportError:  # pragma: no cover - tqdm is a dependency
 QCONFIGS = ("x86", "fbgemm", "onednn", "qnnpack")
 TARGETS = ("native", "reference")
 
+from .stubs import with_torchquantx_stubs
+
 _raw_prepare = torch.ops.quantx.prepare
 _raw_convert = torch.ops.quantx.convert
 _raw_summary = torch.ops.quantx.summary
@@ -37,6 +39,7 @@ def _script(model: torch.nn.Module, example_inputs: Optional[Tuple[Any, ...]]) -
     if model.training:
         raise ValueError("torchquantx.prepare: the model is in training mode; call model.eval() first "
                          "(post-training quantization observes inference behaviour)")
+    model = with_torchquantx_stubs(model)
     if example_inputs is not None:
         inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
         with torch.no_grad():

@@ -63,6 +63,7 @@ class Converter {
       : module_(module), options_(options), graph_(module.get_method("forward").graph()) {}
 
   void run(std::string* report) {
+    remove_stubs();
     replace_observers();
     if (options_.target == "native") lower_native();
     remove_redundant_pairs();
@@ -75,6 +76,20 @@ class Converter {
   }
 
  private:
+  // The region markers have done their job in prepare; the result must not depend on quantx.
+  void remove_stubs() {
+    const auto q = c10::Symbol::fromQualString("quantx::quant_stub");
+    const auto dq = c10::Symbol::fromQualString("quantx::dequant_stub");
+    std::vector<Node*> stubs;
+    for_each_node(graph_->block(), [&](Node* n) {
+      if (n->kind() == q || n->kind() == dq) stubs.push_back(n);
+    });
+    for (Node* n : stubs) {
+      n->output()->replaceAllUsesWith(n->input(0));
+      n->destroy();
+    }
+  }
+
   // ---- observers -> quantize / dequantize ------------------------------------------------
   void replace_observers() {
     const auto calls = observer_calls(*graph_);

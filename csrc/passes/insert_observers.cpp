@@ -24,8 +24,41 @@ Node* single_relu_user(Value* v) {
   return is_fusable_relu(user) ? user : nullptr;
 }
 
+const c10::Symbol kQuantStub = c10::Symbol::fromQualString("quantx::quant_stub");
+const c10::Symbol kDequantStub = c10::Symbol::fromQualString("quantx::dequant_stub");
+
+// Eager-style regions: with stubs in the model, only values flowing from a quant_stub (and not
+// yet through a dequant_stub) are quantized. Without stubs, everything is.
+struct Regions {
+  bool active = false;
+  std::unordered_set<const Value*> inside;
+
+  explicit Regions(torch::jit::Block* top) {
+    for_each_node(top, [&](Node* n) {
+      if (n->kind() == kQuantStub) active = true;
+    });
+    if (!active) return;
+    for_each_node(top, [&](Node* n) {
+      if (n->kind() == kDequantStub) return;
+      bool in = n->kind() == kQuantStub;
+      for (const Value* v : n->inputs()) in = in || inside.count(v);
+      if (in) {
+        for (const Value* v : n->outputs()) inside.insert(v);
+      }
+    });
+  }
+  bool allows(const Node* n) const {
+    if (!active) return true;
+    for (const Value* v : n->inputs()) {
+      if (inside.count(v)) return true;
+    }
+    return false;
+  }
+};
+
 struct Annotator {
   const QConfig& qconfig;
+  const Regions& regions;
   std::unordered_set<Value*> quantized;  // values that will be int8
   std::vector<Value*> to_observe;
 
@@ -34,6 +67,7 @@ struct Annotator {
   }
 
   void visit(Node* n) {
+    if (!regions.allows(n)) return;
     if (!qconfig.skip_modules.empty() && qconfig.skips(layer_of(n))) return;
     const OpRule* rule = find_rule(n);
     if (rule == nullptr) return;
@@ -97,7 +131,8 @@ void insert_call(torch::jit::Graph& graph, Value* self, Value* v, const std::str
 
 int64_t insert_observers(torch::jit::Module& module, const QConfig& qconfig) {
   auto graph = module.get_method("forward").graph();
-  Annotator a{qconfig, {}, {}};
+  const Regions regions(graph->block());
+  Annotator a{qconfig, regions, {}, {}};
   for_each_node(graph->block(), [&](Node* n) { a.visit(n); });
 
   Value* self = graph->inputs().at(0);

@@ -202,3 +202,35 @@ def test_presets(qconfig):
     assert sqnr(model(x), q(x)) > 20
     first = tqx.summary(p, file=io.StringIO()).splitlines()[1]
     assert ("quant_max=127" in first) == (qconfig in ("x86", "fbgemm"))  # reduce_range presets
+
+
+class Stubbed(nn.Module):
+    """Only the middle conv is inside the stubs; the first conv and the head stay in float."""
+
+    def __init__(self, stubs):
+        super().__init__()
+        quant, dequant = stubs
+        self.conv0 = nn.Conv2d(3, 8, 3, padding=1)
+        self.quant, self.dequant = quant(), dequant()
+        self.conv1 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = self.dequant(torch.relu(self.conv1(self.quant(self.conv0(x)))))
+        return self.fc(y.mean((2, 3)))
+
+
+@pytest.mark.parametrize("stubs", [(tqx.QuantStub, tqx.DeQuantStub),
+                                   (torch.ao.quantization.QuantStub, torch.ao.quantization.DeQuantStub)],
+                         ids=["torchquantx", "torch.ao"])
+def test_stubs_limit_the_quantized_region(stubs):
+    torch.manual_seed(0)
+    model = Stubbed(stubs).eval()
+    p, q = quantized(model)
+    text = tqx.summary(q, file=io.StringIO())
+    assert "conv1  aten::conv2d + aten::relu -> quantized::conv2d_relu" in text
+    assert "conv0  aten::conv2d -> float" in text and "fc  aten::linear -> float" in text
+    assert "quant_stub" not in str(q.graph)  # the converted model does not depend on torchquantx
+    x = batches(1)[0]
+    assert sqnr(model(x), q(x)) > 25
+    assert isinstance(model.quant, stubs[0])  # the user's model keeps its own stubs
