@@ -163,6 +163,22 @@ def convert(prepared: torch.jit.ScriptModule, target: str = "native") -> torch.j
     return torch.jit._recursive.wrap_cpp_module(_raw_convert(cpp, target))
 
 
+def quantize_dynamic(model: torch.nn.Module, dtype: torch.dtype = torch.qint8, *, per_channel: bool = True,
+                     reduce_range: bool = False, example_inputs: Optional[Any] = None) -> torch.jit.ScriptModule:
+    """Dynamic quantization: every linear layer gets int8 weights, packed once; its input is
+    quantized per batch at run time. No calibration. Returns a ScriptModule (nn.Module input is
+    scripted, or traced with example_inputs); the model itself is not modified.
+
+    per_channel: int8 weights per output channel (default) or per tensor (torch.ao's default).
+    reduce_range: 7-bit activations as torch.ao's dynamic modules use; only useful without VNNI.
+    """
+    if dtype != torch.qint8:
+        raise ValueError(f"torchquantx.quantize_dynamic: dtype should be torch.qint8 (float16 dynamic kernels need "
+                         f"fbgemm, which this PyTorch lacks), got {dtype}")
+    cpp = model if isinstance(model, torch._C.ScriptModule) else _script(model, example_inputs)._c
+    return torch.jit._recursive.wrap_cpp_module(torch.ops.quantx.quantize_dynamic(cpp, per_channel, reduce_range, "onednn"))
+
+
 def summary(module: torch.jit.ScriptModule, file: Any = None) -> str:
     """The quantization plan: observers of a prepared model, or per op what a converted model runs."""
     cpp = module._c if isinstance(module, torch.jit.ScriptModule) else module

@@ -19,6 +19,11 @@ torch::jit::Module prepare(const torch::jit::Module& model, const std::string& q
 // quantize/dequantize pairs (for debugging numerics).
 torch::jit::Module convert(const torch::jit::Module& prepared, const std::string& target = "native");
 
+// Dynamic quantization: linear layers get int8 weights packed once and quantize their inputs
+// per batch at run time (quantized::linear_dynamic). No calibration needed.
+torch::jit::Module quantize_dynamic(const torch::jit::Module& model, bool weight_per_channel = true,
+                                    bool reduce_range = false, const std::string& engine = "onednn");
+
 // One line per op of a converted module: what it became and why; for a prepared module, its
 // observers and what they watch.
 std::string summary(const torch::jit::Module& module);

@@ -16,10 +16,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "kernels/qparams.h"
-#include "kernels/reduce.h"
 #include "passes/graph_utils.h"
 #include "passes/op_registry.h"
+#include "passes/weights.h"
 
 namespace tqx::passes {
 namespace {
@@ -147,47 +146,15 @@ class Converter {
     return u->kind() == c10::aten::quantize_per_tensor ? u : nullptr;
   }
 
-  at::Tensor quantize_weight(const at::Tensor& w) {
-    const at::Tensor wc = w.contiguous();
-    const int64_t channels = options_.qconfig.weight_per_channel ? wc.size(0) : 1;
-    const int64_t per = wc.numel() / channels;
-    std::vector<float> lo(channels), hi(channels);
-    for (int64_t c = 0; c < channels; ++c) {
-      kernels::reduce_kernels().f32_minmax(per, wc.data_ptr<float>() + c * per, &lo[c], &hi[c]);
-    }
-    std::vector<float> scale(channels);
-    std::vector<int64_t> zp(channels);
-    kernels::choose_qparams_per_channel(lo.data(), hi.data(), channels, -128, 127, /*symmetric=*/true,
-                                        kernels::kDefaultScaleEps, scale.data(), zp.data());
-    if (!options_.qconfig.weight_per_channel) return at::quantize_per_tensor(wc, scale[0], zp[0], c10::kQInt8);
-    at::Tensor s = at::empty({channels}, at::TensorOptions().dtype(c10::kDouble));
-    at::Tensor z = at::empty({channels}, at::TensorOptions().dtype(c10::kLong));
-    for (int64_t c = 0; c < channels; ++c) {
-      s.data_ptr<double>()[c] = scale[c];
-      z.data_ptr<int64_t>()[c] = zp[c];
-    }
-    return at::quantize_per_channel(wc, s, z, 0, c10::kQInt8);
-  }
+  at::Tensor quantize_weight(const at::Tensor& w) { return quantize_weight_int8(w, options_.qconfig.weight_per_channel); }
 
-  c10::IValue prepack(const char* op, std::vector<c10::IValue> args) {
-    const auto handle = c10::Dispatcher::singleton().findSchemaOrThrow(op, "");
-    torch::jit::Stack stack(args.begin(), args.end());
-    handle.callBoxed(&stack);
-    return stack.at(0);
-  }
-
-  Value* packed_attr(const c10::IValue& packed) {
-    const std::string attr = kPackedPrefix + std::to_string(packed_count_++);
-    module_.register_attribute(attr, packed.type(), packed);
-    return graph_->insertGetAttr(graph_->inputs().at(0), attr);
-  }
+  Value* packed_attr(const c10::IValue& packed) { return add_packed_attr(module_, *graph_, packed); }
 
   void lower_native() {
     std::vector<Node*> nodes;
     for_each_node(graph_->block(), [&](Node* n) { nodes.push_back(n); });
-    const auto previous_engine = at::globalContext().qEngine();
-    set_engine(options_.qconfig.engine);
-    try {
+    const EngineGuard engine(options_.qconfig.engine);
+    {
       for (Node* n : nodes) {
         if (destroyed_.count(n)) continue;
         if (!options_.qconfig.skip_modules.empty() && options_.qconfig.skips(layer_of(n))) continue;
@@ -199,19 +166,7 @@ class Converter {
           lower_same(n, *rule);
         }
       }
-    } catch (...) {
-      at::globalContext().setQEngine(previous_engine);
-      throw;
     }
-    at::globalContext().setQEngine(previous_engine);
-  }
-
-  static void set_engine(const std::string& name) {
-    at::QEngine e = name == "qnnpack" ? at::QEngine::QNNPACK : at::QEngine::ONEDNN;
-    const auto& supported = at::globalContext().supportedQEngines();
-    TORCH_CHECK(std::find(supported.begin(), supported.end(), e) != supported.end(),
-                "torchquantx.convert: quantized engine '", name, "' is not available in this PyTorch build");
-    at::globalContext().setQEngine(e);
   }
 
   void lower_int8(Node* n, const OpRule& rule) {
@@ -258,7 +213,7 @@ class Converter {
         const at::Tensor wq = quantize_weight(w->toTensor());
         c10::IValue packed;
         if (rule.native == NativeLowering::kLinear) {
-          packed = prepack("quantized::linear_prepack", {wq, *b});
+          packed = call_op("quantized::linear_prepack", {wq, *b});
         } else {
           std::vector<c10::IValue> args = {wq, *b};
           for (size_t i = 3; i < n->inputs().size(); ++i) {
@@ -268,7 +223,7 @@ class Converter {
           }
           if (args.size() != 6) return;
           const bool is1d = n->kind() == c10::aten::conv1d;
-          packed = prepack(is1d ? "quantized::conv1d_prepack" : "quantized::conv2d_prepack", args);
+          packed = call_op(is1d ? "quantized::conv1d_prepack" : "quantized::conv2d_prepack", args);
         }
         inputs = {qin[0], packed_attr(packed)};
         break;
@@ -396,7 +351,6 @@ class Converter {
   std::unordered_set<Node*> destroyed_;
   std::unordered_set<Node*> int8_clones_;  // same-qparams ops now running on quantized tensors
   std::vector<std::string> report_;
-  int64_t packed_count_ = 0;
 };
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "passes/graph_utils.h"
 #include "passes/insert_observers.h"
 #include "passes/qconfig.h"
+#include "passes/quantize_dynamic.h"
 
 namespace torchquantx {
 
@@ -39,6 +40,15 @@ torch::jit::Module convert(const torch::jit::Module& prepared, const std::string
   std::string report;
   tqx::passes::convert_module(out, options, &report);
   out.register_attribute(kSummaryAttr, c10::StringType::get(), "target=" + target + "\n" + report);
+  return out;
+}
+
+torch::jit::Module quantize_dynamic(const torch::jit::Module& model, bool weight_per_channel, bool reduce_range,
+                                    const std::string& engine) {
+  torch::jit::Module out = tqx::passes::canonicalize(model);
+  std::string report;
+  tqx::passes::quantize_dynamic_linear(out, weight_per_channel, reduce_range, engine, &report);
+  out.register_attribute(kSummaryAttr, c10::StringType::get(), "target=native (dynamic)\n" + report);
   return out;
 }
 
@@ -82,6 +92,12 @@ c10::IValue convert_op(c10::IValue module, std::string target) {
   return torchquantx::convert(module_arg("quantx::convert", module), target)._ivalue();
 }
 
+c10::IValue quantize_dynamic_op(c10::IValue module, bool weight_per_channel, bool reduce_range, std::string engine) {
+  return torchquantx::quantize_dynamic(module_arg("quantx::quantize_dynamic", module), weight_per_channel,
+                                       reduce_range, engine)
+      ._ivalue();
+}
+
 std::string summary_op(c10::IValue module) { return torchquantx::summary(module_arg("quantx::summary", module)); }
 
 // For each observer of a prepared module: where it sits, batches seen, NaN/Inf values seen.
@@ -110,6 +126,9 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
   m.def("prepare(Any module, str qconfig=\"x86\", str[]? skip=None) -> Any", prepare_op);
   m.def("convert(Any module, str target=\"native\") -> Any", convert_op);
   m.def("summary(Any module) -> str", summary_op);
+  m.def("quantize_dynamic(Any module, bool weight_per_channel=True, bool reduce_range=False, "
+        "str engine=\"onednn\") -> Any",
+        quantize_dynamic_op);
   m.def("observer_stats(Any module) -> (str[] places, int[] batches, int[] nonfinite)", observer_stats_op);
 }
 

@@ -234,3 +234,31 @@ def test_stubs_limit_the_quantized_region(stubs):
     x = batches(1)[0]
     assert sqnr(model(x), q(x)) > 25
     assert isinstance(model.quant, stubs[0])  # the user's model keeps its own stubs
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(32, 64), nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_quantize_dynamic_linear_matches_torch_dynamic():
+    torch.manual_seed(0)
+    model = MLP().eval()
+    q = tqx.quantize_dynamic(model, per_channel=False, reduce_range=True)  # torch.ao's defaults
+    assert str(q.graph).count("quantized::linear_dynamic") == 2 and "aten::linear" not in str(q.graph)
+    theirs = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+    x = torch.randn(16, 32)
+    # Same per-tensor int8 weights, 7-bit activations and onednn kernels: identical outputs.
+    torch.backends.quantized.engine = "onednn"
+    assert torch.equal(q(x), theirs(x))
+    assert sqnr(model(x), tqx.quantize_dynamic(model)(x)) > 30
+    buf = io.BytesIO()
+    torch.jit.save(q, buf)
+    buf.seek(0)
+    assert torch.equal(torch.jit.load(buf)(x), q(x))
+    with pytest.raises(ValueError, match="dtype should be torch.qint8"):
+        tqx.quantize_dynamic(model, dtype=torch.float16)
