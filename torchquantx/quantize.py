@@ -57,12 +57,14 @@ OBSERVERS = ("histogram", "minmax", "moving_average_minmax")
 
 
 def prepare(model: torch.nn.Module, qconfig: str = "x86", *, example_inputs: Optional[Any] = None,
-            skip: Sequence[str] = (), observer: Optional[str] = None) -> torch.jit.ScriptModule:
+            skip: Sequence[str] = (), skip_types: Sequence[Any] = (),
+            observer: Optional[str] = None) -> torch.jit.ScriptModule:
     """A quantization-ready copy of `model` with observers at every activation that will be int8.
 
     qconfig: "x86" (default), "fbgemm", "onednn" or "qnnpack", as torch.ao.quantization's presets.
     observer: activation observer, "histogram" (default), "minmax" or "moving_average_minmax".
     skip: module names (e.g. "classifier" or "layer4.1") whose ops stay in float.
+    skip_types: module classes (or class names) whose instances stay in float, e.g. (nn.LayerNorm,).
     The model is not modified. Scripting is tried first; example_inputs switches to tracing.
     """
     if qconfig not in QCONFIGS:
@@ -79,7 +81,8 @@ def prepare(model: torch.nn.Module, qconfig: str = "x86", *, example_inputs: Opt
         if scripted.training:
             raise ValueError("torchquantx.prepare: the model is in training mode; call model.eval() first")
         cpp = scripted._c
-    return torch.jit._recursive.wrap_cpp_module(_raw_prepare(cpp, qconfig, list(skip)))
+    type_names = [t if isinstance(t, str) else t.__name__ for t in skip_types]
+    return torch.jit._recursive.wrap_cpp_module(_raw_prepare(cpp, qconfig, list(skip), type_names))
 
 
 def _observer_stats(prepared: torch.jit.ScriptModule):

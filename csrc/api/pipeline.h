@@ -10,9 +10,11 @@ namespace torchquantx {
 
 // A copy of `model` (eval mode) with BatchNorm folded and observers inserted wherever an
 // activation will run in int8. qconfig: "x86" (default), "fbgemm", "onednn" or "qnnpack".
-// Ops of modules whose path starts with an entry of `skip` stay in float.
+// Ops of modules whose path starts with an entry of `skip`, or inside a module whose class name
+// is in `skip_types`, stay in float.
 torch::jit::Module prepare(const torch::jit::Module& model, const std::string& qconfig = "x86",
-                           const std::vector<std::string>& skip = {});
+                           const std::vector<std::string>& skip = {},
+                           const std::vector<std::string>& skip_types = {});
 
 // An int8 copy of a calibrated prepared module. target "native" runs PyTorch's quantized::
 // operators (the file loads in stock PyTorch); "reference" keeps float ops between

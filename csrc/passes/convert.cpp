@@ -157,7 +157,7 @@ class Converter {
     {
       for (Node* n : nodes) {
         if (destroyed_.count(n)) continue;
-        if (!options_.qconfig.skip_modules.empty() && options_.qconfig.skips(layer_of(n))) continue;
+        if (options_.qconfig.skips(n)) continue;
         const OpRule* rule = find_rule(n);
         if (rule == nullptr) continue;
         if (rule->kind == QuantKind::kInt8) {
@@ -303,7 +303,7 @@ class Converter {
     for_each_node(graph_->block(), [&](Node* n) {
       const OpRule* rule = find_rule(n);
       if (rule && rule->weight >= 0 && quantized_source(n->input(rule->activations[0])) &&
-          !options_.qconfig.skips(layer_of(n))) {
+          !options_.qconfig.skips(n)) {
         todo.push_back(n);
       }
     });
@@ -326,7 +326,7 @@ class Converter {
           int8_clones_.count(n)) {
         return;
       }
-      const char* why = options_.qconfig.skips(layer_of(n)) ? "skipped by request"
+      const char* why = options_.qconfig.skips(n)            ? "skipped by request"
                         : find_rule(n) != nullptr        ? "its inputs are not quantized here"
                                                          : "not in the op registry; runs in float with "
                                                            "dequantize/quantize around it";

@@ -19,6 +19,19 @@ std::string layer_of(const torch::jit::Node* node) {
   return path;
 }
 
+std::vector<std::string> module_types_of(const torch::jit::Node* node) {
+  std::vector<std::string> types;
+  auto cs = node->callstack();
+  if (!cs) return types;
+  for (const auto& entry : (*cs)->vec()) {
+    const auto& info = std::get<torch::jit::kModuleInstanceInfo>(entry);
+    if (info && info->class_type() && info->class_type()->name()) {
+      types.push_back(info->class_type()->name()->name());
+    }
+  }
+  return types;
+}
+
 std::string describe_value(const torch::jit::Value* value) {
   const torch::jit::Node* n = value->node();
   if (n->kind() == c10::prim::Param) return "input '" + value->debugNameBase() + "'";

@@ -5,12 +5,15 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace tqx::passes {
 
 // The dotted module path a node came from ("layer1.0.conv1"), from its inlined call stack;
 // "" for nodes of the top-level forward.
 std::string layer_of(const torch::jit::Node* node);
+// The class names ("BasicBlock", "ResNet") of the modules on a node's inlined call stack.
+std::vector<std::string> module_types_of(const torch::jit::Node* node);
 // A human-readable place for a value: "<layer> (<op>)" of its producer, or the input's name.
 std::string describe_value(const torch::jit::Value* value);
 

@@ -68,7 +68,7 @@ struct Annotator {
 
   void visit(Node* n) {
     if (!regions.allows(n)) return;
-    if (!qconfig.skip_modules.empty() && qconfig.skips(layer_of(n))) return;
+    if (qconfig.skips(n)) return;
     const OpRule* rule = find_rule(n);
     if (rule == nullptr) return;
     switch (rule->kind) {

@@ -20,9 +20,10 @@ using tqx::passes::kSummaryAttr;
 using tqx::passes::QConfig;
 
 torch::jit::Module prepare(const torch::jit::Module& model, const std::string& qconfig,
-                           const std::vector<std::string>& skip) {
+                           const std::vector<std::string>& skip, const std::vector<std::string>& skip_types) {
   QConfig q = QConfig::preset_named(qconfig);
   q.skip_modules = skip;
+  q.skip_types = skip_types;
   torch::jit::Module prepared = tqx::passes::canonicalize(model);
   tqx::passes::insert_observers(prepared, q);
   prepared.register_attribute(kQConfigAttr, c10::StringType::get(), q.serialize());
@@ -83,8 +84,10 @@ torch::jit::Module module_arg(const char* op, const c10::IValue& v) {
   return torch::jit::Module(v.toObject());
 }
 
-c10::IValue prepare_op(c10::IValue module, std::string qconfig, c10::optional<std::vector<std::string>> skip) {
-  return torchquantx::prepare(module_arg("quantx::prepare", module), qconfig, skip.value_or(std::vector<std::string>{}))
+c10::IValue prepare_op(c10::IValue module, std::string qconfig, c10::optional<std::vector<std::string>> skip,
+                       c10::optional<std::vector<std::string>> skip_types) {
+  return torchquantx::prepare(module_arg("quantx::prepare", module), qconfig,
+                              skip.value_or(std::vector<std::string>{}), skip_types.value_or(std::vector<std::string>{}))
       ._ivalue();
 }
 
@@ -123,7 +126,7 @@ std::tuple<std::vector<std::string>, std::vector<int64_t>, std::vector<int64_t>>
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(quantx, m) {
-  m.def("prepare(Any module, str qconfig=\"x86\", str[]? skip=None) -> Any", prepare_op);
+  m.def("prepare(Any module, str qconfig=\"x86\", str[]? skip=None, str[]? skip_types=None) -> Any", prepare_op);
   m.def("convert(Any module, str target=\"native\") -> Any", convert_op);
   m.def("summary(Any module) -> str", summary_op);
   m.def("quantize_dynamic(Any module, bool weight_per_channel=True, bool reduce_range=False, "

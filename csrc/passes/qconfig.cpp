@@ -3,7 +3,10 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <sstream>
+
+#include "passes/graph_utils.h"
 
 namespace tqx::passes {
 namespace {
@@ -59,11 +62,19 @@ QConfig QConfig::preset_named(const std::string& spec) {
   return q;
 }
 
-bool QConfig::skips(const std::string& layer) const {
+bool QConfig::skips(const std::string& layer, const std::vector<std::string>& types) const {
   for (const std::string& prefix : skip_modules) {
     if (layer == prefix || layer.rfind(prefix + ".", 0) == 0) return true;
   }
+  for (const std::string& t : types) {
+    if (std::find(skip_types.begin(), skip_types.end(), t) != skip_types.end()) return true;
+  }
   return false;
+}
+
+bool QConfig::skips(const torch::jit::Node* node) const {
+  if (skip_modules.empty() && skip_types.empty()) return false;
+  return skips(layer_of(node), skip_types.empty() ? std::vector<std::string>{} : module_types_of(node));
 }
 
 std::string QConfig::serialize() const {
@@ -72,6 +83,8 @@ std::string QConfig::serialize() const {
      << ";activation_observer=" << activation_observer << ";weight_per_channel=" << weight_per_channel
      << ";engine=" << engine << ";skip_modules=";
   for (size_t i = 0; i < skip_modules.size(); ++i) os << (i ? "," : "") << skip_modules[i];
+  os << ";skip_types=";
+  for (size_t i = 0; i < skip_types.size(); ++i) os << (i ? "," : "") << skip_types[i];
   return os.str();
 }
 
@@ -87,6 +100,7 @@ QConfig QConfig::deserialize(const std::string& text) {
     else if (key == "weight_per_channel") q.weight_per_channel = value == "1";
     else if (key == "engine") q.engine = value;
     else if (key == "skip_modules") q.skip_modules = split(value, ',');
+    else if (key == "skip_types") q.skip_types = split(value, ',');
   }
   return q;
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <c10/core/ScalarType.h>
+#include <torch/csrc/jit/ir/ir.h>
 
 #include <string>
 #include <vector>
@@ -19,8 +20,10 @@ struct QConfig {
   bool weight_per_channel = true;
   // PyTorch quantized engine that packs weights for target="native".
   std::string engine = "onednn";
-  // Module-name prefixes ("layer4", "fc") whose ops stay in float.
+  // Module-name prefixes ("layer4", "fc") and module class names ("LayerNorm", "SEBlock") whose
+  // ops stay in float.
   std::vector<std::string> skip_modules;
+  std::vector<std::string> skip_types;
 
   // "x86" / "fbgemm" (reduce_range activations, per-channel weights; packed with onednn here,
   // this torch has no fbgemm), "onednn" (full-range activations, per-channel weights),
@@ -28,8 +31,11 @@ struct QConfig {
   // torch.ao.quantization.get_default_qconfig(name). Throws naming the value otherwise.
   static QConfig preset_named(const std::string& name);
 
-  // True when `layer` ("layer4.1.conv2") is one of skip_modules or inside one.
-  bool skips(const std::string& layer) const;
+  // True when `layer` ("layer4.1.conv2") is one of skip_modules or inside one, or when one of
+  // the module classes on the way (`types`) is in skip_types.
+  bool skips(const std::string& layer, const std::vector<std::string>& types = {}) const;
+  // The same for a graph node, from its inlined call stack.
+  bool skips(const torch::jit::Node* node) const;
 
   // A one-line text form stored on prepared modules, and its inverse.
   std::string serialize() const;

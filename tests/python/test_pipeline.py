@@ -115,6 +115,35 @@ def test_skip_keeps_modules_in_float():
     assert "quantized::linear" not in text
 
 
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x))
+
+
+class TwoBlocks(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a, self.b = Block(), Block()
+
+    def forward(self, x):
+        return self.b(self.a(self.stem(x)))
+
+
+@pytest.mark.parametrize("skip_types", [(Block,), ("Block",)])
+def test_skip_types_keeps_module_classes_in_float(skip_types):
+    torch.manual_seed(0)
+    _, q = quantized(TwoBlocks().eval(), skip_types=skip_types)
+    text = tqx.summary(q, file=io.StringIO())
+    assert "stem  aten::conv2d -> quantized::conv2d" in text
+    assert "a.conv  aten::conv2d -> float (skipped by request)" in text
+    assert "b.conv  aten::conv2d -> float (skipped by request)" in text
+
+
 def test_calibrate_accepts_pairs_loaders_and_input_fn():
     data = [(x, torch.zeros(2)) for x in batches(2)]
     p = tqx.prepare(make_net())
