@@ -18,7 +18,7 @@ from .observers import (  # noqa: E402
     MovingAveragePerChannelMinMaxObserver,
     PerChannelMinMaxObserver,
 )
-from .quantize import calibrate, convert, prepare, quantize_dynamic, summary  # noqa: E402
+from .quantize import calibrate, convert, prepare, quantize_dynamic, quantize_weights, summary  # noqa: E402
 from .stubs import DeQuantStub, QuantStub  # noqa: E402
 from .ops import (  # noqa: E402
     choose_qparams,
@@ -58,7 +58,7 @@ def reset_max_isa() -> None:
 
 
 __all__ = [
-    "calibrate", "convert", "prepare", "quantize_dynamic", "summary", "QuantStub", "DeQuantStub",
+    "calibrate", "convert", "prepare", "quantize_dynamic", "quantize_weights", "summary", "QuantStub", "DeQuantStub",
     "HistogramObserver", "MinMaxObserver", "MovingAverageMinMaxObserver", "MovingAveragePerChannelMinMaxObserver",
     "PerChannelMinMaxObserver", "active_isa", "choose_qparams", "dequantize_per_channel", "dequantize_per_tensor",
     "detected_isa", "fake_quantize_learnable_per_channel", "fake_quantize_learnable_per_tensor",

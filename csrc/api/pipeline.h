@@ -26,6 +26,9 @@ torch::jit::Module convert(const torch::jit::Module& prepared, const std::string
 torch::jit::Module quantize_dynamic(const torch::jit::Module& model, bool weight_per_channel = true,
                                     bool reduce_range = false, const std::string& engine = "onednn");
 
+// Weight-only quantization (bits 8 or 16): weights saved as integers, dequantized once at load.
+torch::jit::Module quantize_weights(const torch::jit::Module& model, int64_t bits = 8);
+
 // One line per op of a converted module: what it became and why; for a prepared module, its
 // observers and what they watch.
 std::string summary(const torch::jit::Module& module);

@@ -12,6 +12,7 @@
 #include "passes/insert_observers.h"
 #include "passes/qconfig.h"
 #include "passes/quantize_dynamic.h"
+#include "passes/quantize_weights.h"
 
 namespace torchquantx {
 
@@ -50,6 +51,12 @@ torch::jit::Module quantize_dynamic(const torch::jit::Module& model, bool weight
   std::string report;
   tqx::passes::quantize_dynamic_linear(out, weight_per_channel, reduce_range, engine, &report);
   out.register_attribute(kSummaryAttr, c10::StringType::get(), "target=native (dynamic)\n" + report);
+  return out;
+}
+
+torch::jit::Module quantize_weights(const torch::jit::Module& model, int64_t bits) {
+  torch::jit::Module out = tqx::passes::canonicalize(model);
+  tqx::passes::quantize_weights_only(out, bits, nullptr);  // also records the summary
   return out;
 }
 
@@ -101,6 +108,10 @@ c10::IValue quantize_dynamic_op(c10::IValue module, bool weight_per_channel, boo
       ._ivalue();
 }
 
+c10::IValue quantize_weights_op(c10::IValue module, int64_t bits) {
+  return torchquantx::quantize_weights(module_arg("quantx::quantize_weights", module), bits)._ivalue();
+}
+
 std::string summary_op(c10::IValue module) { return torchquantx::summary(module_arg("quantx::summary", module)); }
 
 // For each observer of a prepared module: where it sits, batches seen, NaN/Inf values seen.
@@ -129,6 +140,7 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
   m.def("prepare(Any module, str qconfig=\"x86\", str[]? skip=None, str[]? skip_types=None) -> Any", prepare_op);
   m.def("convert(Any module, str target=\"native\") -> Any", convert_op);
   m.def("summary(Any module) -> str", summary_op);
+  m.def("quantize_weights(Any module, int bits=8) -> Any", quantize_weights_op);
   m.def("quantize_dynamic(Any module, bool weight_per_channel=True, bool reduce_range=False, "
         "str engine=\"onednn\") -> Any",
         quantize_dynamic_op);

@@ -291,3 +291,27 @@ def test_quantize_dynamic_linear_matches_torch_dynamic():
     assert torch.equal(torch.jit.load(buf)(x), q(x))
     with pytest.raises(ValueError, match="dtype should be torch.qint8"):
         tqx.quantize_dynamic(model, dtype=torch.float16)
+
+
+@pytest.mark.parametrize("dtype,ratio,min_sqnr", [(torch.qint8, 0.30, 30), (torch.int16, 0.55, 75)])
+def test_weight_only_quantization_shrinks_file_and_loads_in_plain_torch(tmp_path, dtype, ratio, min_sqnr):
+    import subprocess
+    import sys
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32 * 14 * 14, 64)).eval()
+    q = tqx.quantize_weights(model, dtype)
+    assert "dequantized at load" in tqx.summary(q, file=io.StringIO())
+    fp32, int_path = tmp_path / "fp32.pt", tmp_path / "w.pt"
+    torch.jit.save(torch.jit.script(model), str(fp32))
+    torch.jit.save(q, str(int_path))
+    assert int_path.stat().st_size < ratio * fp32.stat().st_size
+    x = torch.randn(2, 3, 16, 16)
+    torch.save(x, str(tmp_path / "x.pt"))
+    assert sqnr(model(x), q(x)) > min_sqnr
+    # A process without torchquantx loads it (the float weights are rebuilt by __setstate__).
+    code = (f"import torch; m = torch.jit.load({str(int_path)!r}); "
+            f"torch.save(m(torch.load({str(tmp_path / 'x.pt')!r})), {str(tmp_path / 'y.pt')!r})")
+    subprocess.run([sys.executable, "-c", code], check=True, env={"PATH": "/usr/bin:/bin"})
+    assert torch.equal(torch.load(str(tmp_path / "y.pt")), q(x))
+    with pytest.raises(ValueError, match="dtype should be torch.qint8, torch.int8 or torch.int16"):
+        tqx.quantize_weights(model, torch.float16)
