@@ -50,6 +50,7 @@ torch::jit::Module quantize_dynamic(const torch::jit::Module& model, bool weight
   torch::jit::Module out = tqx::passes::canonicalize(model);
   std::string report;
   tqx::passes::quantize_dynamic_linear(out, weight_per_channel, reduce_range, engine, &report);
+  tqx::passes::quantize_dynamic_rnn(out, reduce_range, engine, &report);
   out.register_attribute(kSummaryAttr, c10::StringType::get(), "target=native (dynamic)\n" + report);
   return out;
 }

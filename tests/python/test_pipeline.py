@@ -315,3 +315,33 @@ def test_weight_only_quantization_shrinks_file_and_loads_in_plain_torch(tmp_path
     assert torch.equal(torch.load(str(tmp_path / "y.pt")), q(x))
     with pytest.raises(ValueError, match="dtype should be torch.qint8, torch.int8 or torch.int16"):
         tqx.quantize_weights(model, torch.float16)
+
+
+class Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(16, 32, num_layers=2, batch_first=True)
+        self.gru = nn.GRU(32, 24, bidirectional=True)
+        self.head = nn.Linear(48, 5)
+
+    def forward(self, x):
+        y, _ = self.lstm(x)
+        z, _ = self.gru(y)
+        return self.head(z)
+
+
+def test_quantize_dynamic_lstm_gru_match_torch_dynamic():
+    torch.manual_seed(0)
+    model = Recurrent().eval()
+    ours = tqx.quantize_dynamic(model, per_channel=False, reduce_range=True)
+    text = tqx.summary(ours, file=io.StringIO())
+    assert "aten::lstm -> aten::quantized_lstm" in text and "aten::gru -> aten::quantized_gru" in text
+    torch.backends.quantized.engine = "onednn"
+    theirs = torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.GRU, nn.Linear}, dtype=torch.qint8)
+    x = torch.randn(3, 7, 16)
+    assert torch.equal(ours(x), theirs(x))
+    assert sqnr(model(x), tqx.quantize_dynamic(model)(x)) > 25
+    buf = io.BytesIO()
+    torch.jit.save(ours, buf)
+    buf.seek(0)
+    assert torch.equal(torch.jit.load(buf)(x), ours(x))
