@@ -105,30 +105,33 @@ at::Tensor learnable_channel_scales(const char* op, const at::Tensor& scale, int
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> fake_quantize_per_tensor_cachemask(const at::Tensor& input, double scale,
-                                                                      int64_t zero_point, int64_t quant_min,
-                                                                      int64_t quant_max) {
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> per_tensor_impl(const at::Tensor& input, double scale, int64_t zero_point,
+                                                   int64_t quant_min, int64_t quant_max, bool want_mask) {
   constexpr const char* op = "quantx::fake_quantize_per_tensor";
   check_fake_args(op, input, quant_min, quant_max);
   check_scale(op, scale);
   check_zero_point(op, zero_point, quant_min, quant_max);
   const at::Tensor x = input.contiguous();
   at::Tensor out = at::empty(x.sizes(), x.options());
-  at::Tensor mask = at::empty(x.sizes(), x.options().dtype(c10::kBool));
-  run_per_tensor(x, out, &mask, affine(scale, zero_point, quant_min, quant_max));
+  at::Tensor mask;
+  if (want_mask) mask = at::empty(x.sizes(), x.options().dtype(c10::kBool));
+  run_per_tensor(x, out, want_mask ? &mask : nullptr, affine(scale, zero_point, quant_min, quant_max));
   return {out, mask};
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> fake_quantize_per_tensor_cachemask(const at::Tensor& input, double scale,
+                                                                      int64_t zero_point, int64_t quant_min,
+                                                                      int64_t quant_max) {
+  return per_tensor_impl(input, scale, zero_point, quant_min, quant_max, true);
 }
 
 at::Tensor fake_quantize_per_tensor(const at::Tensor& input, double scale, int64_t zero_point,
                                     int64_t quant_min, int64_t quant_max) {
-  constexpr const char* op = "quantx::fake_quantize_per_tensor";
-  check_fake_args(op, input, quant_min, quant_max);
-  check_scale(op, scale);
-  check_zero_point(op, zero_point, quant_min, quant_max);
-  const at::Tensor x = input.contiguous();
-  at::Tensor out = at::empty(x.sizes(), x.options());
-  run_per_tensor(x, out, nullptr, affine(scale, zero_point, quant_min, quant_max));
-  return out;
+  return std::get<0>(per_tensor_impl(input, scale, zero_point, quant_min, quant_max, false));
 }
 
 namespace {
