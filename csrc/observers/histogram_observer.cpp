@@ -31,7 +31,11 @@ class HistogramObserver : public torch::CustomClassHolder {
   }
 
   at::Tensor forward(const at::Tensor& input) {
-    const at::Tensor x = observer_input(kName, input);
+    const at::Tensor x = observer_input(kName, input, cfg_);
+    if (!x.defined()) {
+      ++nonfloat_;
+      return input;
+    }
     if (x.numel() == 0) return input;
     hist_.observe(x.data_ptr<float>(), x.numel());
     ++batches_;
@@ -55,6 +59,8 @@ class HistogramObserver : public torch::CustomClassHolder {
     return {counts, hist_.lo(), hist_.hi()};
   }
 
+  void set_config(const ObserverConfig& cfg) { cfg_ = cfg; }
+
   double quantile(double q) const {
     TORCH_CHECK(q >= 0.0 && q <= 1.0, kName, ".quantile: q should be in [0, 1], got ", q);
     return hist_.quantile(q);
@@ -64,9 +70,11 @@ class HistogramObserver : public torch::CustomClassHolder {
   at::Tensor max_val() const { return float_vector_tensor({hist_.max()}); }
   int64_t nonfinite_count() const { return hist_.nonfinite(); }
   int64_t batches() const { return batches_; }
+  int64_t nonfloat_count() const { return nonfloat_; }
   void reset() {
     hist_.reset();
     batches_ = 0;
+    nonfloat_ = 0;
   }
   std::string describe() const {
     std::ostringstream os;
@@ -79,17 +87,20 @@ class HistogramObserver : public torch::CustomClassHolder {
   State get_state() const {
     std::vector<double> settings = cfg_.to_vector();
     settings.push_back(static_cast<double>(batches_));
+    settings.push_back(static_cast<double>(nonfloat_));
     return {kObserverStateVersion, settings, hist_.header(), hist_.counts()};
   }
   static c10::intrusive_ptr<HistogramObserver> from_state(const State& s) {
     check_state_version(kName, std::get<0>(s));
     const auto& settings = std::get<1>(s);
     const ObserverConfig cfg = ObserverConfig::from_vector(kName, settings, 0);
-    TORCH_CHECK(settings.size() == ObserverConfig::kSize + 1, kName, ": saved state is malformed");
+    TORCH_CHECK(settings.size() == ObserverConfig::kSize + 2, kName, ": saved state is malformed");
     const auto& counts = std::get<3>(s);
     auto obj = c10::make_intrusive<HistogramObserver>(static_cast<int64_t>(counts.size()), cfg.quant_min,
                                                       cfg.quant_max, cfg.symmetric, cfg.eps);
     obj->batches_ = static_cast<int64_t>(settings[ObserverConfig::kSize]);
+    obj->nonfloat_ = static_cast<int64_t>(settings[ObserverConfig::kSize + 1]);
+    obj->cfg_ = cfg;
     obj->hist_ = kernels::Histogram::from_state(std::get<2>(s), counts);
     return obj;
   }
@@ -103,6 +114,7 @@ class HistogramObserver : public torch::CustomClassHolder {
   ObserverConfig cfg_;
   kernels::Histogram hist_;
   int64_t batches_ = 0;
+  int64_t nonfloat_ = 0;
 };
 
 TORCH_LIBRARY_FRAGMENT(quantx, m) {
@@ -118,6 +130,7 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
       .def("max_val", &HistogramObserver::max_val)
       .def("nonfinite_count", &HistogramObserver::nonfinite_count)
       .def("batches", &HistogramObserver::batches)
+      .def("nonfloat_count", &HistogramObserver::nonfloat_count)
       .def("reset", &HistogramObserver::reset)
       .def("describe", &HistogramObserver::describe)
       .def_pickle([](const Ptr& self) { return self->get_state(); },
@@ -128,7 +141,9 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
 
 c10::IValue make_histogram_observer(const ObserverSpec& spec) {
   const ObserverConfig& c = spec.config;
-  return c10::IValue(c10::make_intrusive<HistogramObserver>(spec.bins, c.quant_min, c.quant_max, c.symmetric, c.eps));
+  auto obj = c10::make_intrusive<HistogramObserver>(spec.bins, c.quant_min, c.quant_max, c.symmetric, c.eps);
+  obj->set_config(c);
+  return c10::IValue(obj);
 }
 
 }  // namespace tqx::observers

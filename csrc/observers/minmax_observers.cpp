@@ -30,7 +30,11 @@ class MinMaxStats : public torch::CustomClassHolder {
   }
 
   at::Tensor forward(const at::Tensor& input) {
-    const at::Tensor x = observer_input(name_, input);
+    const at::Tensor x = observer_input(name_, input, cfg_);
+    if (!x.defined()) {
+      ++nonfloat_;
+      return input;
+    }
     if (x.numel() == 0) return input;
     std::vector<float> lo, hi;
     if (per_channel_) {
@@ -54,11 +58,14 @@ class MinMaxStats : public torch::CustomClassHolder {
   at::Tensor max_val() const { return float_vector_tensor(max_.empty() ? std::vector<float>{-kInf} : max_); }
   int64_t nonfinite_count() const { return nonfinite_; }
   int64_t batches() const { return batches_; }
+  int64_t nonfloat_count() const { return nonfloat_; }
+  void set_skip_non_float(bool skip) { cfg_.skip_non_float = skip; }
   void reset() {
     min_.clear();
     max_.clear();
     nonfinite_ = 0;
     batches_ = 0;
+    nonfloat_ = 0;
   }
 
   std::string repr() const {
@@ -80,14 +87,16 @@ class MinMaxStats : public torch::CustomClassHolder {
     settings.push_back(averaging_);
     settings.push_back(static_cast<double>(nonfinite_));
     settings.push_back(static_cast<double>(batches_));
+    settings.push_back(static_cast<double>(nonfloat_));
     return {kObserverStateVersion, settings, std::vector<double>(min_.begin(), min_.end()),
             std::vector<double>(max_.begin(), max_.end())};
   }
   void set_stats(const State& s) {
     const auto& settings = std::get<1>(s);
-    TORCH_CHECK(settings.size() == ObserverConfig::kSize + 5, name_, ": saved state is malformed");
+    TORCH_CHECK(settings.size() == ObserverConfig::kSize + 6, name_, ": saved state is malformed");
     nonfinite_ = static_cast<int64_t>(settings[ObserverConfig::kSize + 3]);
     batches_ = static_cast<int64_t>(settings[ObserverConfig::kSize + 4]);
+    nonfloat_ = static_cast<int64_t>(settings[ObserverConfig::kSize + 5]);
     min_.assign(std::get<2>(s).begin(), std::get<2>(s).end());
     max_.assign(std::get<3>(s).begin(), std::get<3>(s).end());
     TORCH_CHECK(min_.size() == max_.size(), name_, ": saved state is malformed (", min_.size(), " minima, ",
@@ -97,7 +106,7 @@ class MinMaxStats : public torch::CustomClassHolder {
     check_state_version(name, std::get<0>(s));
     const auto& v = std::get<1>(s);
     const ObserverConfig cfg = ObserverConfig::from_vector(name, v, 0);
-    TORCH_CHECK(v.size() == ObserverConfig::kSize + 5, name, ": saved state is malformed");
+    TORCH_CHECK(v.size() == ObserverConfig::kSize + 6, name, ": saved state is malformed");
     return {cfg, v[ObserverConfig::kSize] != 0.0, static_cast<int64_t>(v[ObserverConfig::kSize + 1]),
             v[ObserverConfig::kSize + 2]};
   }
@@ -159,6 +168,7 @@ class MinMaxStats : public torch::CustomClassHolder {
   std::vector<float> min_, max_;
   int64_t nonfinite_ = 0;
   int64_t batches_ = 0;
+  int64_t nonfloat_ = 0;
 };
 
 ObserverConfig make_config(int64_t quant_min, int64_t quant_max, bool symmetric, double eps) {
@@ -219,12 +229,14 @@ void register_methods(torch::class_<T> cls) {
       .def("max_val", [](const Ptr& self) { return self->max_val(); })
       .def("nonfinite_count", [](const Ptr& self) { return self->nonfinite_count(); })
       .def("batches", [](const Ptr& self) { return self->batches(); })
+      .def("nonfloat_count", [](const Ptr& self) { return self->nonfloat_count(); })
       .def("reset", [](const Ptr& self) { self->reset(); })
       .def("describe", [](const Ptr& self) { return self->repr(); })
       .def_pickle([](const Ptr& self) { return self->get_state(); },
                   [](typename T::State state) {
                     auto [cfg, per_channel, axis, averaging] = T::settings_of(T::kName, state);
                     Ptr obj = T::make(cfg, axis, averaging);
+                    obj->set_skip_non_float(cfg.skip_non_float);
                     obj->set_stats(state);
                     return obj;
                   });
@@ -244,12 +256,16 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
 
 c10::IValue make_minmax_observer(const ObserverSpec& spec) {
   const ObserverConfig& c = spec.config;
-  if (spec.kind == "minmax") return c10::IValue(MinMaxObserver::make(c, 0, 0.0));
+  auto with_config = [&](auto obj) {
+    obj->set_skip_non_float(c.skip_non_float);
+    return c10::IValue(obj);
+  };
+  if (spec.kind == "minmax") return with_config(MinMaxObserver::make(c, 0, 0.0));
   if (spec.kind == "moving_average_minmax") {
-    return c10::IValue(MovingAverageMinMaxObserver::make(c, 0, spec.averaging_constant));
+    return with_config(MovingAverageMinMaxObserver::make(c, 0, spec.averaging_constant));
   }
   TORCH_CHECK(spec.kind == "per_channel_minmax", "make_minmax_observer: unknown kind '", spec.kind, "'");
-  return c10::IValue(PerChannelMinMaxObserver::make(c, spec.axis, 0.0));
+  return with_config(PerChannelMinMaxObserver::make(c, spec.axis, 0.0));
 }
 
 }  // namespace tqx::observers

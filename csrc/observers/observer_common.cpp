@@ -21,7 +21,8 @@ void ObserverConfig::validate(const char* observer) const {
 }
 
 std::vector<double> ObserverConfig::to_vector() const {
-  return {static_cast<double>(quant_min), static_cast<double>(quant_max), symmetric ? 1.0 : 0.0, eps};
+  return {static_cast<double>(quant_min), static_cast<double>(quant_max), symmetric ? 1.0 : 0.0, eps,
+          skip_non_float ? 1.0 : 0.0};
 }
 
 ObserverConfig ObserverConfig::from_vector(const char* observer, const std::vector<double>& v, size_t offset) {
@@ -31,12 +32,14 @@ ObserverConfig ObserverConfig::from_vector(const char* observer, const std::vect
   c.quant_max = static_cast<int64_t>(v[offset + 1]);
   c.symmetric = v[offset + 2] != 0.0;
   c.eps = v[offset + 3];
+  c.skip_non_float = v[offset + 4] != 0.0;
   c.validate(observer);
   return c;
 }
 
-at::Tensor observer_input(const char* observer, const at::Tensor& x) {
+at::Tensor observer_input(const char* observer, const at::Tensor& x, const ObserverConfig& cfg) {
   TORCH_CHECK(x.defined(), observer, ": input should be a tensor, got None");
+  if (cfg.skip_non_float && x.scalar_type() != c10::kFloat) return at::Tensor();
   TORCH_CHECK(x.scalar_type() == c10::kFloat, observer, ": input should be a float32 tensor, got ",
               x.scalar_type());
   TORCH_CHECK(x.device().is_cpu() && x.layout() == c10::kStrided, observer,

@@ -16,16 +16,20 @@ struct ObserverConfig {
   int64_t quant_max = 255;
   bool symmetric = false;
   double eps = 1.1920928955078125e-07;
+  // Observers that prepare inserts pass non-float tensors through (counting them) instead of
+  // failing: graph types cannot tell an integer tensor from a float one before calibration.
+  bool skip_non_float = false;
 
   // Checks the values, naming the observer class in errors.
   void validate(const char* observer) const;
   std::vector<double> to_vector() const;
   static ObserverConfig from_vector(const char* observer, const std::vector<double>& v, size_t offset);
-  static constexpr size_t kSize = 4;
+  static constexpr size_t kSize = 5;
 };
 
-// Checks an observer's input (float32, CPU, dense) and returns it contiguous.
-at::Tensor observer_input(const char* observer, const at::Tensor& x);
+// Checks an observer's input (float32, CPU, dense) and returns it contiguous. With
+// cfg.skip_non_float, a tensor of another dtype returns an undefined tensor instead of failing.
+at::Tensor observer_input(const char* observer, const at::Tensor& x, const ObserverConfig& cfg);
 
 // Finite min/max of x (NaN and +-Inf skipped); returns how many values were not finite.
 int64_t finite_minmax(const float* x, int64_t n, float* min, float* max);

@@ -91,7 +91,8 @@ class Converter {
 
   // ---- observers -> quantize / dequantize ------------------------------------------------
   void replace_observers() {
-    const auto calls = observer_calls(*graph_);
+    auto calls = observer_calls(*graph_);
+    drop_non_float_observers(calls);
     std::vector<std::string> empty, nonfinite;
     for (const auto& [call, attr] : calls) {
       const c10::IValue obs = module_.attr(attr);
@@ -133,6 +134,25 @@ class Converter {
       module_._ivalue()->unsafeRemoveAttr(attr);  // needs the type's slot: before the type forgets it
       module_._ivalue()->type()->unsafeRemoveAttribute(attr);
     }
+  }
+
+  // Values that turned out to be integer tensors during calibration are not quantized.
+  void drop_non_float_observers(std::vector<std::pair<Node*, std::string>>& calls) {
+    std::vector<std::pair<Node*, std::string>> kept;
+    for (const auto& [call, attr] : calls) {
+      const c10::IValue obs = module_.attr(attr);
+      if (call_method(obs, "batches").toInt() == 0 && call_method(obs, "nonfloat_count").toInt() > 0) {
+        call->output()->replaceAllUsesWith(call->input(1));
+        Node* get = call->input(0)->node();
+        call->destroy();
+        if (!get->hasUses()) get->destroy();
+        module_._ivalue()->unsafeRemoveAttr(attr);
+        module_._ivalue()->type()->unsafeRemoveAttribute(attr);
+      } else {
+        kept.emplace_back(call, attr);
+      }
+    }
+    calls.swap(kept);
   }
 
   // ---- native lowering ----------------------------------------------------------------------
@@ -297,12 +317,22 @@ class Converter {
     }
   }
 
+  // True when v is a dequantized value, directly or through ops that keep their input's qparams
+  // (in the reference target those stay in float between the dequantize and the weight op).
+  static bool comes_quantized(Value* v) {
+    for (Node* n = v->node();; n = n->input(0)->node()) {
+      if (n->kind() == c10::aten::dequantize) return true;
+      const OpRule* rule = find_rule(n);
+      if (!rule || (rule->kind != QuantKind::kSameQParams && rule->kind != QuantKind::kFixedQParams)) return false;
+    }
+  }
+
   // Weight ops that stayed in float still compute with int8-representable weights.
   void fake_quantize_remaining_weights() {
     std::vector<Node*> todo;
     for_each_node(graph_->block(), [&](Node* n) {
       const OpRule* rule = find_rule(n);
-      if (rule && rule->weight >= 0 && quantized_source(n->input(rule->activations[0])) &&
+      if (rule && rule->weight >= 0 && comes_quantized(n->input(rule->activations[0])) &&
           !options_.qconfig.skips(n)) {
         todo.push_back(n);
       }

@@ -110,6 +110,7 @@ observers::ObserverSpec activation_spec(const QConfig& q) {
   spec.config.quant_min = r.qmin;
   spec.config.quant_max = r.qmax;
   spec.config.symmetric = false;
+  spec.config.skip_non_float = true;  // integer tensors pass through; convert drops such observers
   return spec;
 }
 

@@ -21,6 +21,12 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
+bool parse_bool(const std::string& key, const std::string& value) {
+  if (value == "1" || value == "true" || value == "True") return true;
+  if (value == "0" || value == "false" || value == "False") return false;
+  TORCH_CHECK(false, "qconfig ", key, " should be true or false, got '", value, "'");
+}
+
 }  // namespace
 
 QConfig QConfig::preset_named(const std::string& spec) {
@@ -51,9 +57,9 @@ QConfig QConfig::preset_named(const std::string& spec) {
                   "'");
       q.activation_observer = value;
     } else if (key == "activation_reduce_range") {
-      q.activation_reduce_range = value == "1" || value == "true";
+      q.activation_reduce_range = parse_bool(key, value);
     } else if (key == "weight_per_channel") {
-      q.weight_per_channel = value == "1" || value == "true";
+      q.weight_per_channel = parse_bool(key, value);
     } else {
       TORCH_CHECK(false, "qconfig override key should be one of activation_observer, activation_reduce_range, "
                   "weight_per_channel, got '", key, "'");
