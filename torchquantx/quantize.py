@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover - tqdm is a dependency
     tqdm = None
 
 QCONFIGS = ("x86", "fbgemm", "onednn", "qnnpack")
-TARGETS = ("native", "reference")
+TARGETS = ("native", "quantx", "reference")
 
 from .stubs import with_torchquantx_stubs
 
@@ -154,11 +154,12 @@ def convert(prepared: torch.jit.ScriptModule, target: str = "native") -> torch.j
     """The int8 model of a calibrated prepared module (which itself is not changed).
 
     target "native": PyTorch's quantized operators; the saved file loads in stock PyTorch.
+    target "quantx": torchquantx's own int8 kernels for conv2d, linear and add (scalar reference
+    kernels for now: correct, not yet fast), PyTorch's for the rest; loading needs torchquantx.
     target "reference": float ops between quantize/dequantize pairs, for checking numerics.
     """
     if target not in TARGETS:
-        raise ValueError(f"torchquantx.convert: target should be one of {', '.join(TARGETS)}, got {target!r} "
-                         "(the 'quantx' target with torchquantx's own fused kernels is not available yet)")
+        raise ValueError(f"torchquantx.convert: target should be one of {', '.join(TARGETS)}, got {target!r}")
     cpp = prepared._c if isinstance(prepared, torch.jit.ScriptModule) else prepared
     if not isinstance(cpp, torch._C.ScriptModule):
         raise TypeError(f"torchquantx.convert: pass the module returned by torchquantx.prepare, got "

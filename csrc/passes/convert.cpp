@@ -4,6 +4,7 @@
 #include <ATen/Context.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/dequantize.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/quantize_per_channel.h>
 #include <ATen/ops/quantize_per_tensor.h>
@@ -64,7 +65,7 @@ class Converter {
   void run(std::string* report) {
     remove_stubs();
     replace_observers();
-    if (options_.target == "native") lower_native();
+    if (options_.target == "native" || options_.target == "quantx") lower_native();
     remove_redundant_pairs();
     fake_quantize_remaining_weights();
     torch::jit::EliminateDeadCode(graph_);
@@ -168,6 +169,12 @@ class Converter {
 
   at::Tensor quantize_weight(const at::Tensor& w) { return quantize_weight_int8(w, options_.qconfig.weight_per_channel); }
 
+  // Float32 per-output-channel scales of a quantized weight (per-tensor scales repeated).
+  static at::Tensor weight_scales(const at::Tensor& wq) {
+    if (wq.qscheme() == c10::kPerChannelAffine) return wq.q_per_channel_scales().to(c10::kFloat);
+    return at::full({wq.size(0)}, static_cast<float>(wq.q_scale()), at::TensorOptions().dtype(c10::kFloat));
+  }
+
   Value* packed_attr(const c10::IValue& packed) { return add_packed_attr(module_, *graph_, packed); }
 
   void lower_native() {
@@ -220,7 +227,9 @@ class Converter {
     if (!quant) return;
     const double scale = torch::jit::toIValue(quant->input(1))->toDouble();
     const int64_t zp = torch::jit::toIValue(quant->input(2))->toInt();
-    const char* op_name = relu ? rule.native_relu_op : rule.native_op;
+    // Target quantx: torchquantx's kernels where the registry names one (relu as a flag).
+    const bool own = options_.target == "quantx" && rule.quantx_op != nullptr;
+    const char* op_name = own ? rule.quantx_op : relu ? rule.native_relu_op : rule.native_op;
 
     torch::jit::WithInsertPoint guard(quant);
     std::vector<Value*> inputs;
@@ -230,18 +239,25 @@ class Converter {
         const auto w = torch::jit::toIValue(n->input(rule.weight));
         const auto b = torch::jit::toIValue(n->input(rule.weight + 1));
         if (!w || !b || !(b->isNone() || b->isTensor())) return;
+        std::vector<c10::IValue> geometry;  // stride, padding, dilation, groups
+        for (size_t i = rule.weight + 2; i < n->inputs().size(); ++i) {
+          auto a = torch::jit::toIValue(n->input(i));
+          if (!a || !(a->isIntList() || a->isInt())) return;  // e.g. padding="same"
+          geometry.push_back(*a);
+        }
+        if (rule.native == NativeLowering::kConv && geometry.size() != 4) return;
         const at::Tensor wq = quantize_weight(w->toTensor());
         c10::IValue packed;
-        if (rule.native == NativeLowering::kLinear) {
+        if (own) {
+          const bool conv = rule.native == NativeLowering::kConv;
+          std::vector<c10::IValue> args = {wq.int_repr(), weight_scales(wq), *b};
+          args.insert(args.end(), geometry.begin(), geometry.end());
+          packed = call_op(conv ? "quantx::conv_prepack" : "quantx::linear_prepack", args);
+        } else if (rule.native == NativeLowering::kLinear) {
           packed = call_op("quantized::linear_prepack", {wq, *b});
         } else {
           std::vector<c10::IValue> args = {wq, *b};
-          for (size_t i = 3; i < n->inputs().size(); ++i) {
-            auto a = torch::jit::toIValue(n->input(i));
-            if (!a || !(a->isIntList() || a->isInt())) return;  // e.g. padding="same"
-            args.push_back(*a);
-          }
-          if (args.size() != 6) return;
+          args.insert(args.end(), geometry.begin(), geometry.end());
           const bool is1d = n->kind() == c10::aten::conv1d;
           packed = call_op(is1d ? "quantized::conv1d_prepack" : "quantized::conv2d_prepack", args);
         }
@@ -265,11 +281,13 @@ class Converter {
     }
     inputs.push_back(graph_->insertConstant(scale));
     inputs.push_back(graph_->insertConstant(zp));
+    if (own) inputs.push_back(graph_->insertConstant(relu != nullptr));
     Node* lowered = graph_->create(c10::Symbol::fromQualString(op_name), inputs);
     lowered->output()->setType(c10::TensorType::get());
     graph_->insertNode(lowered);
     qparams_[lowered->output()] = {scale, zp};
-    report_.push_back(describe(n) + (relu ? " + aten::relu" : "") + " -> " + op_name + "  out(scale=" + fmt(scale) +
+    report_.push_back(describe(n) + (relu ? " + aten::relu" : "") + " -> " + op_name + (own && relu ? "(relu)" : "") +
+                      "  out(scale=" + fmt(scale) +
                       ", zero_point=" + std::to_string(zp) + ")");
     quant->output()->replaceAllUsesWith(lowered->output());
     destroy(quant);
@@ -386,10 +404,10 @@ class Converter {
 }  // namespace
 
 void convert_module(torch::jit::Module& module, const ConvertOptions& options, std::string* report) {
-  TORCH_CHECK(options.target == "native" || options.target == "reference",
-              "torchquantx.convert: target should be 'native' (PyTorch's quantized operators) or 'reference' "
-              "(float ops between quantize/dequantize), got '", options.target,
-              "'; the 'quantx' target with torchquantx's own fused kernels is not available yet");
+  TORCH_CHECK(options.target == "native" || options.target == "quantx" || options.target == "reference",
+              "torchquantx.convert: target should be 'native' (PyTorch's quantized operators), 'quantx' "
+              "(torchquantx's kernels) or 'reference' (float ops between quantize/dequantize), got '",
+              options.target, "'");
   Converter(module, options).run(report);
 }
 

@@ -37,6 +37,8 @@ struct OpRule {
   const char* native_relu_op;    // its fused-relu variant, or nullptr
   double fixed_scale;            // kFixedQParams (quint8 output)
   int64_t fixed_zero_point;
+  const char* quantx_op;         // torchquantx's own kernel for target "quantx" (a `relu` flag
+                                 // fuses the relu), or nullptr: the native lowering is used
 };
 
 // The rule for a node, or nullptr when the op is not in the table (it runs in float). Rules

@@ -198,7 +198,7 @@ def test_errors_are_clear():
         tqx.calibrate(p, [], progress=False)
     with pytest.raises(RuntimeError, match=r"batch 0 failed inside the model \(check its shape and dtype\)"):
         tqx.calibrate(p, [torch.randn(2, 5, 16, 16)], progress=False)
-    with pytest.raises(ValueError, match="target should be one of native, reference"):
+    with pytest.raises(ValueError, match="target should be one of native, quantx, reference"):
         tqx.convert(p, target="tensorrt")
     with pytest.raises(TypeError, match="pass the module returned by torchquantx.prepare"):
         tqx.calibrate(torch.jit.script(make_net()), batches(1), progress=False)
@@ -345,3 +345,19 @@ def test_quantize_dynamic_lstm_gru_match_torch_dynamic():
     torch.jit.save(ours, buf)
     buf.seek(0)
     assert torch.equal(torch.jit.load(buf)(x), ours(x))
+
+
+def test_quantx_target_matches_native_within_one_lsb(tmp_path):
+    torch.backends.quantized.engine = "onednn"
+    model = make_net()
+    p = tqx.prepare(model, "onednn")
+    tqx.calibrate(p, batches(), progress=False)
+    native, ours = tqx.convert(p, target="native"), tqx.convert(p, target="quantx")
+    text = tqx.summary(ours, file=io.StringIO())
+    assert "quantx::conv2d(relu)" in text and "quantx::add(relu)" in text and "quantx::linear" in text
+    x = batches(1, seed=11)[0]
+    out_scale = float(text.split("quantx::linear  out(scale=")[1].split(",")[0])
+    assert float((ours(x) - native(x)).abs().max()) <= out_scale * 1.0001
+    path = tmp_path / "quantx.pt"
+    torch.jit.save(ours, str(path))
+    assert torch.equal(torch.jit.load(str(path))(x), ours(x))

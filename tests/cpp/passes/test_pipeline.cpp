@@ -234,8 +234,8 @@ TEST(Pipeline, ErrorsSayWhatToDo) {
   Module converted = torchquantx::convert(prepared);
   msg = error_of([&] { torchquantx::convert(converted); });
   EXPECT_NE(msg.find("already converted"), std::string::npos) << msg;
-  msg = error_of([&] { torchquantx::convert(prepared, "quantx"); });
-  EXPECT_NE(msg.find("'quantx'"), std::string::npos) << msg;
+  msg = error_of([&] { torchquantx::convert(prepared, "tensorrt"); });
+  EXPECT_NE(msg.find("'tensorrt'"), std::string::npos) << msg;
   msg = error_of([&] { torchquantx::prepare(model, "avx"); });
   EXPECT_NE(msg.find("'avx'"), std::string::npos) << msg;
   msg = error_of([&] { torchquantx::summary(model); });

@@ -1,0 +1,210 @@
+// quantx::conv2d / quantx::linear / quantx::add on PyTorch quint8 tensors (NHWC inside), and
+// PackedConv: weights packed once at convert time, saved and reloaded with the model.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/_empty_affine_quantized.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/custom_class.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <limits>
+#include <tuple>
+#include <vector>
+
+#include "kernels/conv.h"
+#include "ops/common.h"
+
+namespace tqx::ops {
+namespace {
+
+constexpr int64_t kPackedVersion = 1;
+
+// int8 weights (symmetric, per output channel) of a convolution or linear layer. The kernel
+// layout is OHWI; the saved state keeps the PyTorch layout (OIHW), so it is independent of it.
+class PackedConv : public torch::CustomClassHolder {
+ public:
+  PackedConv(at::Tensor weight, at::Tensor scales, c10::optional<at::Tensor> bias, std::vector<int64_t> stride,
+             std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups)
+      : weight_(std::move(weight)), scales_(std::move(scales)), stride_(std::move(stride)),
+        padding_(std::move(padding)), dilation_(std::move(dilation)), groups_(groups) {
+    constexpr const char* op = "quantx::conv_prepack";
+    TORCH_CHECK(weight_.scalar_type() == c10::kChar && (weight_.dim() == 4 || weight_.dim() == 2), op,
+                ": weight should be a 2-D (linear) or 4-D (conv2d) torch.int8 tensor, got ", dtype_name(weight_.scalar_type()),
+                " of shape ", weight_.sizes());
+    const int64_t oc = weight_.size(0);
+    scales_ = check_channel_vector(op, "scales", scales_, oc, c10::kFloat);
+    bias_ = bias && bias->defined() ? check_channel_vector(op, "bias", *bias, oc, c10::kFloat)
+                                    : at::zeros({oc}, at::TensorOptions().dtype(c10::kFloat));
+    TORCH_CHECK(groups_ >= 1 && oc % groups_ == 0, op, ": groups should divide the ", oc, " output channels, got ",
+                groups_);
+    for (const auto* v : {&stride_, &padding_, &dilation_}) {
+      TORCH_CHECK(v->size() == 2, op, ": stride, padding and dilation should have 2 values, got ", v->size());
+    }
+    TORCH_CHECK(stride_[0] >= 1 && stride_[1] >= 1 && dilation_[0] >= 1 && dilation_[1] >= 1 && padding_[0] >= 0 &&
+                    padding_[1] >= 0,
+                op, ": stride and dilation should be >= 1 and padding >= 0, got stride ", stride_, ", padding ",
+                padding_, ", dilation ", dilation_);
+    const at::Tensor w4 = weight_.dim() == 2 ? weight_.view({oc, weight_.size(1), 1, 1}) : weight_;
+    ohwi_ = w4.permute({0, 2, 3, 1}).contiguous();
+  }
+
+  bool is_linear() const { return weight_.dim() == 2; }
+  int64_t out_channels() const { return weight_.size(0); }
+  int64_t in_channels_per_group() const { return weight_.size(1); }
+
+  // Runs the kernel on NHWC uint8 data; x_shape is [N, H, W, C].
+  void run(const uint8_t* x, const std::array<int64_t, 4>& x_shape, double x_scale, int64_t x_zp, double y_scale,
+           int64_t y_zp, bool relu, uint8_t* y, int64_t out_h, int64_t out_w) const {
+    kernels::ConvShape s{x_shape[0], x_shape[1], x_shape[2], x_shape[3], out_h, out_w, out_channels(),
+                         ohwi_.size(1), ohwi_.size(2), stride_[0], stride_[1], padding_[0], padding_[1],
+                         dilation_[0], dilation_[1], groups_};
+    const int64_t oc = out_channels();
+    std::vector<float> mult(oc), bias(oc);
+    const float* ws = scales_.data_ptr<float>();
+    const float* b = bias_.data_ptr<float>();
+    const float inv_y = 1.0f / static_cast<float>(y_scale);
+    for (int64_t c = 0; c < oc; ++c) {
+      mult[c] = static_cast<float>(x_scale) * ws[c] * inv_y;
+      bias[c] = b[c] * inv_y;
+    }
+    const kernels::ConvEpilogue e{static_cast<int32_t>(x_zp), mult.data(), bias.data(), static_cast<int32_t>(y_zp),
+                                  relu ? static_cast<int32_t>(y_zp) : 0, 255};
+    kernels::conv2d_u8s8_nhwc(s, x, ohwi_.data_ptr<int8_t>(), e, y);
+  }
+
+  int64_t out_size(int64_t in, int dim) const {
+    return kernels::conv_out_size(in, ohwi_.size(1 + dim), stride_[dim], padding_[dim], dilation_[dim]);
+  }
+
+  using State = std::tuple<int64_t, at::Tensor, at::Tensor, at::Tensor, std::vector<int64_t>, std::vector<int64_t>,
+                           std::vector<int64_t>, int64_t>;
+  State state() const { return {kPackedVersion, weight_, scales_, bias_, stride_, padding_, dilation_, groups_}; }
+  static c10::intrusive_ptr<PackedConv> from_state(State s) {
+    TORCH_CHECK(std::get<0>(s) == kPackedVersion, "quantx PackedConv: saved state has version ", std::get<0>(s),
+                ", this torchquantx reads version ", kPackedVersion);
+    return c10::make_intrusive<PackedConv>(std::get<1>(s), std::get<2>(s), std::get<3>(s), std::get<4>(s),
+                                           std::get<5>(s), std::get<6>(s), std::get<7>(s));
+  }
+
+ private:
+  at::Tensor weight_, scales_, bias_, ohwi_;
+  std::vector<int64_t> stride_, padding_, dilation_;
+  int64_t groups_;
+};
+
+using PackedPtr = c10::intrusive_ptr<PackedConv>;
+
+void check_quint8(const char* op, const char* arg, const at::Tensor& q) {
+  TORCH_CHECK(q.defined() && q.scalar_type() == c10::kQUInt8 && q.qscheme() == c10::kPerTensorAffine, op, ": ", arg,
+              " should be a per-tensor quint8 quantized tensor, got ",
+              q.defined() ? dtype_name(q.scalar_type()) : "None");
+}
+
+at::Tensor conv2d(const at::Tensor& qx, const PackedPtr& packed, double scale, int64_t zero_point, bool relu) {
+  constexpr const char* op = "quantx::conv2d";
+  check_quint8(op, "qx", qx);
+  TORCH_CHECK(!packed->is_linear(), op, ": packed weights are a linear layer's; use quantx::linear");
+  TORCH_CHECK(qx.dim() == 4, op, ": qx should be 4-D (N, C, H, W), got shape ", qx.sizes());
+  check_scale(op, scale);
+  check_zero_point(op, zero_point, 0, 255);
+  const int64_t groups_c = packed->in_channels_per_group();
+  TORCH_CHECK(qx.size(1) % groups_c == 0, op, ": qx has ", qx.size(1), " channels, the weights expect a multiple of ",
+              groups_c);
+  const at::Tensor x = qx.contiguous(c10::MemoryFormat::ChannelsLast);
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t oh = packed->out_size(h, 0), ow = packed->out_size(w, 1);
+  TORCH_CHECK(oh > 0 && ow > 0, op, ": input of spatial size ", h, "x", w, " is too small for the kernel");
+  at::Tensor y = at::_empty_affine_quantized({n, packed->out_channels(), oh, ow}, x.options(), scale, zero_point,
+                                             c10::MemoryFormat::ChannelsLast);
+  packed->run(reinterpret_cast<const uint8_t*>(x.data_ptr<c10::quint8>()), {n, h, w, c}, x.q_scale(),
+              x.q_zero_point(), scale, zero_point, relu, reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>()), oh, ow);
+  return y;
+}
+
+at::Tensor linear(const at::Tensor& qx, const PackedPtr& packed, double scale, int64_t zero_point, bool relu) {
+  constexpr const char* op = "quantx::linear";
+  check_quint8(op, "qx", qx);
+  TORCH_CHECK(packed->is_linear(), op, ": packed weights are a convolution's; use quantx::conv2d");
+  TORCH_CHECK(qx.dim() >= 1 && qx.size(-1) == packed->in_channels_per_group(), op, ": qx's last dimension should be ",
+              packed->in_channels_per_group(), ", got shape ", qx.sizes());
+  check_scale(op, scale);
+  check_zero_point(op, zero_point, 0, 255);
+  const at::Tensor x = qx.contiguous();
+  const int64_t k = x.size(-1), rows = k == 0 ? 0 : x.numel() / k;
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
+  out_shape.back() = packed->out_channels();
+  at::Tensor y = at::_empty_affine_quantized(out_shape, x.options(), scale, zero_point);
+  if (rows > 0) {
+    packed->run(reinterpret_cast<const uint8_t*>(x.data_ptr<c10::quint8>()), {rows, 1, 1, k}, x.q_scale(),
+                x.q_zero_point(), scale, zero_point, relu, reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>()), 1, 1);
+  }
+  return y;
+}
+
+at::Tensor add(const at::Tensor& qa, const at::Tensor& qb, double scale, int64_t zero_point, bool relu) {
+  constexpr const char* op = "quantx::add";
+  check_quint8(op, "qa", qa);
+  check_quint8(op, "qb", qb);
+  TORCH_CHECK(qa.sizes() == qb.sizes(), op, ": qa and qb should have the same shape, got ", qa.sizes(), " and ",
+              qb.sizes());
+  check_scale(op, scale);
+  check_zero_point(op, zero_point, 0, 255);
+  const auto fmt = qa.dim() == 4 && qa.is_contiguous(c10::MemoryFormat::ChannelsLast) ? c10::MemoryFormat::ChannelsLast
+                                                                                       : c10::MemoryFormat::Contiguous;
+  const at::Tensor a = qa.contiguous(fmt), b = qb.contiguous(fmt);
+  at::Tensor y = at::_empty_affine_quantized(a.sizes(), a.options(), scale, zero_point, fmt);
+  const kernels::AddParams p{static_cast<float>(a.q_scale()), static_cast<float>(b.q_scale()),
+                             1.0f / static_cast<float>(scale), static_cast<int32_t>(a.q_zero_point()),
+                             static_cast<int32_t>(b.q_zero_point()), static_cast<int32_t>(zero_point),
+                             relu ? static_cast<int32_t>(zero_point) : 0, 255};
+  const auto* pa = reinterpret_cast<const uint8_t*>(a.data_ptr<c10::quint8>());
+  const auto* pb = reinterpret_cast<const uint8_t*>(b.data_ptr<c10::quint8>());
+  auto* py = reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>());
+  parallel_chunks(a.numel(), [&](int64_t s, int64_t e) { kernels::add_u8_scalar(e - s, pa + s, pb + s, p, py + s); });
+  return y;
+}
+
+PackedPtr conv_prepack(const at::Tensor& weight, const at::Tensor& scales, const c10::optional<at::Tensor>& bias,
+                       std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
+                       int64_t groups) {
+  return c10::make_intrusive<PackedConv>(weight, scales, bias, stride, padding, dilation, groups);
+}
+
+PackedPtr linear_prepack(const at::Tensor& weight, const at::Tensor& scales, const c10::optional<at::Tensor>& bias) {
+  return c10::make_intrusive<PackedConv>(weight, scales, bias, std::vector<int64_t>{1, 1}, std::vector<int64_t>{0, 0},
+                                         std::vector<int64_t>{1, 1}, 1);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(quantx, m) {
+  m.class_<PackedConv>("PackedConv")
+      .def_pickle([](const PackedPtr& self) { return self->state(); },
+                  [](PackedConv::State s) { return PackedConv::from_state(std::move(s)); });
+  m.def("conv_prepack(Tensor weight, Tensor scales, Tensor? bias, int[] stride, int[] padding, int[] dilation, "
+        "int groups) -> __torch__.torch.classes.quantx.PackedConv",
+        conv_prepack);
+  m.def("linear_prepack(Tensor weight, Tensor scales, Tensor? bias) -> __torch__.torch.classes.quantx.PackedConv",
+        linear_prepack);
+  m.def("conv2d(Tensor qx, __torch__.torch.classes.quantx.PackedConv packed, float output_scale, "
+        "int output_zero_point, bool relu=False) -> Tensor");
+  m.def("linear(Tensor qx, __torch__.torch.classes.quantx.PackedConv packed, float output_scale, "
+        "int output_zero_point, bool relu=False) -> Tensor");
+  m.def("add(Tensor qa, Tensor qb, float output_scale, int output_zero_point, bool relu=False) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(quantx, QuantizedCPU, m) {
+  m.impl("conv2d", conv2d);
+  m.impl("linear", linear);
+  m.impl("add", add);
+}
+
+// A float tensor reaching these ops is a usage error; the same kernels report it clearly.
+TORCH_LIBRARY_IMPL(quantx, CPU, m) {
+  m.impl("conv2d", conv2d);
+  m.impl("linear", linear);
+  m.impl("add", add);
+}
+
+}  // namespace tqx::ops

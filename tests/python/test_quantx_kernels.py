@@ -1,0 +1,67 @@
+"""torchquantx's own int8 operators (target "quantx") against PyTorch's quantized operators."""
+import pytest
+import torch
+
+import torchquantx  # noqa: F401
+
+
+def quantized_weight(cout, cin, k, per_channel=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(cout, cin, k, k, generator=g) * 0.2 if k else torch.randn(cout, cin, generator=g) * 0.2
+    dims = tuple(range(1, w.dim()))
+    scales = w.abs().amax(dim=dims) / 127.5
+    return torch.quantize_per_channel(w, scales.double(), torch.zeros(cout, dtype=torch.long), 0, torch.qint8)
+
+
+@pytest.mark.parametrize("cin,cout,k,stride,pad,dil,groups", [
+    (8, 16, 3, 1, 1, 1, 1), (8, 8, 3, 2, 1, 1, 8), (16, 32, 1, 1, 0, 1, 1), (6, 12, 5, 2, 2, 2, 3),
+    (3, 4, 7, 2, 3, 1, 1)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv2d_equals_onednn(cin, cout, k, stride, pad, dil, groups, relu):
+    torch.backends.quantized.engine = "onednn"
+    g = torch.Generator().manual_seed(1)
+    qx = torch.quantize_per_tensor(torch.randn(2, cin, 13, 11, generator=g), 0.03, 120, torch.quint8)
+    qw = quantized_weight(cout, cin // groups, k)
+    bias = torch.randn(cout, generator=g)
+    ours_packed = torch.ops.quantx.conv_prepack(qw.int_repr(), qw.q_per_channel_scales().float(), bias,
+                                                [stride] * 2, [pad] * 2, [dil] * 2, groups)
+    ours = torch.ops.quantx.conv2d(qx, ours_packed, 0.05, 100, relu)
+    theirs_packed = torch.ops.quantized.conv2d_prepack(qw, bias, [stride] * 2, [pad] * 2, [dil] * 2, groups)
+    theirs = (torch.ops.quantized.conv2d_relu if relu else torch.ops.quantized.conv2d)(qx, theirs_packed, 0.05, 100)
+    diff = (ours.int_repr().int() - theirs.int_repr().int()).abs()
+    assert ours.shape == theirs.shape and ours.q_scale() == 0.05 and ours.q_zero_point() == 100
+    assert int(diff.max()) <= 1 and float((diff > 0).float().mean()) < 0.01
+
+
+def test_linear_and_add_equal_onednn():
+    torch.backends.quantized.engine = "onednn"
+    qw = quantized_weight(10, 32, 0)
+    qx = torch.quantize_per_tensor(torch.randn(4, 3, 32), 0.02, 128, torch.quint8)
+    ours = torch.ops.quantx.linear(qx, torch.ops.quantx.linear_prepack(qw.int_repr(), qw.q_per_channel_scales().float(),
+                                                                       None), 0.1, 128, False)
+    theirs = torch.ops.quantized.linear(qx, torch.ops.quantized.linear_prepack(qw, None), 0.1, 128)
+    assert ours.shape == (4, 3, 10)
+    assert int((ours.int_repr().int() - theirs.int_repr().int()).abs().max()) <= 1
+    qa = torch.quantize_per_tensor(torch.randn(2, 8, 5, 5), 0.05, 110, torch.quint8)
+    qb = torch.quantize_per_tensor(torch.randn(2, 8, 5, 5), 0.07, 140, torch.quint8)
+    for relu in (False, True):
+        ours = torch.ops.quantx.add(qa, qb, 0.1, 90, relu)
+        theirs = (torch.ops.quantized.add_relu if relu else torch.ops.quantized.add)(qa, qb, 0.1, 90)
+        assert int((ours.int_repr().int() - theirs.int_repr().int()).abs().max()) <= 1
+
+
+def test_packed_weights_save_and_bad_input_errors(tmp_path):
+    qw = quantized_weight(4, 3, 3)
+    packed = torch.ops.quantx.conv_prepack(qw.int_repr(), qw.q_per_channel_scales().float(), None, [1, 1], [1, 1],
+                                           [1, 1], 1)
+    with pytest.raises(RuntimeError, match="quantx::conv2d: qx should be a per-tensor quint8 quantized tensor"):
+        torch.ops.quantx.conv2d(torch.randn(1, 3, 5, 5), packed, 0.1, 0)
+    with pytest.raises(RuntimeError, match="quantx::conv_prepack: groups should divide the 4 output channels, got 3"):
+        torch.ops.quantx.conv_prepack(qw.int_repr(), qw.q_per_channel_scales().float(), None, [1, 1], [1, 1],
+                                      [1, 1], 3)
+    with pytest.raises(RuntimeError, match="quantx::conv_prepack: weight should be a 2-D .* torch.int8 tensor"):
+        torch.ops.quantx.conv_prepack(qw.dequantize(), qw.q_per_channel_scales().float(), None, [1, 1], [1, 1],
+                                      [1, 1], 1)
+    qx = torch.quantize_per_tensor(torch.randn(1, 3, 5, 5), 0.1, 128, torch.quint8)
+    with pytest.raises(RuntimeError, match="quantx::conv2d: scale should be a finite number > 0, got -1"):
+        torch.ops.quantx.conv2d(qx, packed, -1.0, 0)
