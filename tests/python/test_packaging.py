@@ -8,6 +8,8 @@ import textwrap
 
 import pytest
 
+import torch
+
 import torchquantx
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -50,8 +52,28 @@ def test_pip_install_into_venv(tmp_path):
     assert "kernel ISA" in out
 
 
+class SmallNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.fc = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
 @pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("ninja") is None, reason="needs cmake and ninja")
 def test_cmake_package_for_cpp_users(tmp_path):
+    """No Python at run time: the consumer loads a saved int8 model, and quantizes a float one."""
+    torch.manual_seed(0)
+    model = SmallNet().eval()
+    prepared = torchquantx.prepare(model)
+    torchquantx.calibrate(prepared, [torch.randn(2, 3, 16, 16) for _ in range(4)], progress=False)
+    qmodel = torchquantx.convert(prepared)
+    torch.jit.save(qmodel, str(tmp_path / "int8.pt"))
+    torch.jit.save(torch.jit.script(model), str(tmp_path / "fp32.pt"))
+    expected = qmodel(torch.ones(1, 3, 16, 16)).flatten()
     prefix = tmp_path / "prefix"
     run(["cmake", "--install", BUILD, "--prefix", str(prefix)])
     assert (prefix / "include" / "torchquantx" / "api.h").exists()
@@ -59,5 +81,11 @@ def test_cmake_package_for_cpp_users(tmp_path):
     run(["cmake", "-S", os.path.join(ROOT, "tests", "cpp", "consumer"), "-B", str(consumer), "-G", "Ninja",
          f"-DCMAKE_PREFIX_PATH={prefix}", "-DCMAKE_BUILD_TYPE=Release"])
     run(["cmake", "--build", str(consumer)])
-    out = run([str(consumer / "consumer")], env={**os.environ, "LD_LIBRARY_PATH": str(prefix / "lib")})
-    assert out.strip().splitlines()[-1] == "OK"
+    out = run([str(consumer / "consumer"), str(tmp_path / "int8.pt"), str(tmp_path / "fp32.pt")],
+              env={"PATH": os.environ.get("PATH", ""), "LD_LIBRARY_PATH": str(prefix / "lib")})
+    lines = out.strip().splitlines()
+    assert lines[-1] == "OK", out
+    got = [float(v) for v in next(l for l in lines if l.startswith("int8 output:")).split(":")[1].split()]
+    # %.9g round-trips float32 exactly: the C++ run is bit-identical to Python's.
+    assert torch.equal(torch.tensor(got, dtype=torch.float32), expected), (got, expected)
+    assert any(l.startswith("C++ pipeline SQNR") for l in lines)
