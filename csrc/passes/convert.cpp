@@ -63,6 +63,12 @@ class Converter {
       : module_(module), options_(options), graph_(module.get_method("forward").graph()) {}
 
   void run(std::string* report) {
+    if (options_.target == "quantx") {
+      // torch.jit.load without torchquantx fails on the first PackedConv attribute and prints the
+      // lines around it: this attribute, declared just before, tells the reader what to do.
+      module_.register_attribute("_IMPORT_TORCHQUANTX_BEFORE_TORCH_JIT_LOAD", c10::StringType::get(),
+                                 "this model runs torchquantx operators: `import torchquantx` before torch.jit.load");
+    }
     remove_stubs();
     replace_observers();
     if (options_.target == "native" || options_.target == "quantx") lower_native();

@@ -361,3 +361,8 @@ def test_quantx_target_matches_native_within_one_lsb(tmp_path):
     path = tmp_path / "quantx.pt"
     torch.jit.save(ours, str(path))
     assert torch.equal(torch.jit.load(str(path))(x), ours(x))
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, "-c", f"import torch; torch.jit.load({str(path)!r})"], text=True,
+                         stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"})
+    assert res.returncode != 0 and "_IMPORT_TORCHQUANTX_BEFORE_TORCH_JIT_LOAD" in res.stderr
