@@ -77,7 +77,11 @@ const OpRule* find_rule(const torch::jit::Node* node) {
   for (int i : rule->activations) {
     if (i >= static_cast<int>(node->inputs().size())) return nullptr;
     const torch::jit::Value* v = node->input(i);
-    const bool ok = rule->native == NativeLowering::kCat ? is_tensor_list(v) : is_tensor(v);
+    // A cat's list must be built in place and used only by the cat (a list that is appended to
+    // elsewhere, e.g. in a loop, has elements the ListConstruct does not show).
+    const bool ok = rule->native == NativeLowering::kCat
+                        ? is_tensor_list(v) && v->node()->kind() == c10::prim::ListConstruct && v->uses().size() == 1
+                        : is_tensor(v);
     if (!ok) return nullptr;  // e.g. add(Tensor, Scalar) stays float
   }
   if (rule->weight >= 0) {

@@ -180,11 +180,6 @@ def test_torchvision_model(name, min_x86, min_onednn, min_kernels, must_have, fl
         assert float_kinds(text) == floats, text
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason="bug: DenseNet's _DenseBlock builds `features = [init]; "
-                   "features.append(layer(features))` and torch.cat(features); convert lowers each cat to "
-                   "quantized::cat over the prim::ListConstruct's initial element only, dropping the appended "
-                   "ones, so transition1's BatchNorm (256 channels) gets 64: 'running_mean should contain 64 "
-                   "elements not 256'")
 def test_densenet121():
     model = float_model("densenet121")
     x = random_batches(1, seed=3)[0]
@@ -325,9 +320,6 @@ def test_control_flow_branch_without_calibration_data_is_named():
         tqx.convert(prepared)
 
 
-_LIST_BUG = ("bug: torch.cat over a list mutated by aten::append (here in a loop) is lowered to quantized::cat "
-             "over a copy of the prim::ListConstruct's initial elements only; the appends (and the loop, now "
-             "dead code) are dropped. ")
 
 
 def loop_list_cat(start_with_first: bool):
@@ -339,16 +331,11 @@ def loop_list_cat(start_with_first: bool):
         return model(x), q(x)
 
 
-@pytest.mark.xfail(strict=True, raises=(RuntimeError, NotImplementedError), reason=_LIST_BUG +
-                   "Empty initial list: the int8 model raises 'There were no tensor arguments to this function "
-                   "... quantized::cat'")
 def test_loop_appending_to_an_empty_list():
     ref, out = loop_list_cat(start_with_first=False)
     assert out.shape == ref.shape and sqnr(ref, out) > 20
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=_LIST_BUG +
-                   "List starting with one element: silently wrong output of shape [1, 10] instead of [2, 10]")
 def test_loop_appending_to_a_list():
     ref, out = loop_list_cat(start_with_first=True)
     assert out.shape == ref.shape, f"int8 output {tuple(out.shape)}, float {tuple(ref.shape)}"
