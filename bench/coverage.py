@@ -41,6 +41,8 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import nn
 
+from custom_models import ControlFlowNet, LoopListCatNet, PreluGeluLnSoftmaxNet, set_bn_stats
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_OUT = os.path.join(HERE, "results", "coverage")
@@ -65,90 +67,6 @@ FIXED_SIZE = {"vit_b_16": 224, "vit_b_32": 224, "vit_l_16": 224, "vit_l_32": 224
               "inception_v3": 299}
 MIN_SIZE: Dict[str, int] = {}
 CUSTOM = ("custom_control_flow", "custom_prelu_gelu_ln_softmax", "custom_loop_list_cat")
-
-
-# ---------------------------------------------------------------------------------------------
-# Custom models
-# ---------------------------------------------------------------------------------------------
-class ConvBNReLU(nn.Sequential):
-    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
-        super().__init__(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-class ControlFlowNet(nn.Module):
-    """Data-dependent control flow that FX's symbolic tracing rejects.
-
-    - `if x.sum() > 0` picks one of two branches from the input's values;
-    - a for loop over an nn.ModuleList of residual blocks (unrolled by TorchScript);
-    - a loop whose trip count is the batch size (a real prim::Loop in the graph) with a residual
-      conv block inside.
-    Calibrate it with batches of both signs, or the untaken branch's observers see no data.
-    """
-
-    def __init__(self, num_classes: int = 10) -> None:
-        super().__init__()
-        self.stem = ConvBNReLU(3, 16, 2)
-        self.blocks = nn.ModuleList([ConvBNReLU(16, 16) for _ in range(3)])
-        self.positive = nn.Sequential(nn.Conv2d(16, 32, 3, 2, 1), nn.BatchNorm2d(32), nn.ReLU())
-        self.negative = nn.Sequential(nn.Conv2d(16, 32, 1, 2), nn.BatchNorm2d(32), nn.Hardswish())
-        self.refine = ConvBNReLU(32, 32)
-        self.head = nn.Linear(32, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.stem(x)
-        for block in self.blocks:
-            y = y + block(y)
-        if x.sum() > 0:
-            y = self.positive(y)
-        else:
-            y = self.negative(y)
-        for _ in range(x.size(0)):
-            y = y + self.refine(y)
-        y = torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1)
-        return self.head(y)
-
-
-class LoopListCatNet(nn.Module):
-    """Per-sample heads in a loop, appended to a list and concatenated (DenseNet's pattern too)."""
-
-    def __init__(self, num_classes: int = 10) -> None:
-        super().__init__()
-        self.stem = ConvBNReLU(3, 16, 2)
-        self.head = nn.Linear(16, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.flatten(nn.functional.adaptive_avg_pool2d(self.stem(x), 1), 1)
-        outs: List[torch.Tensor] = []
-        for i in range(y.size(0)):
-            outs.append(self.head(y[i:i + 1]))
-        return torch.cat(outs, 0)
-
-
-class PreluGeluLnSoftmaxNet(nn.Module):
-    """A CNN with PReLU, GELU, LayerNorm and softmax in the middle (ops outside the op registry)."""
-
-    def __init__(self, num_classes: int = 10) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 3, 2, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        self.prelu = nn.PReLU(16)
-        self.conv2 = nn.Conv2d(16, 32, 3, 2, 1)
-        self.gelu = nn.GELU()
-        self.norm = nn.LayerNorm(32)
-        self.attn = nn.Conv2d(32, 32, 1)
-        self.conv3 = nn.Conv2d(32, 64, 3, 2, 1)
-        self.bn3 = nn.BatchNorm2d(64)
-        self.fc = nn.Linear(64, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.prelu(self.bn1(self.conv1(x)))
-        x = self.gelu(self.conv2(x))
-        x = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        a = torch.softmax(self.attn(x), dim=1)
-        x = x * a
-        x = torch.relu(self.bn3(self.conv3(x)))
-        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
-        return self.fc(x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,19 +108,6 @@ def reinit_zero_linears(model: nn.Module) -> List[str]:
                     nn.init.normal_(m.bias, std=0.02)
                 names.append(name)
     return names
-
-
-def set_bn_stats(model: nn.Module, batches: List[torch.Tensor]) -> nn.Module:
-    """Realistic BatchNorm running statistics: cumulative average over `batches` in train mode."""
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        for b in batches:
-            model(b)
-    return model.eval()
 
 
 def input_batches(name: str, count: int, batch: int, size: int, gen: torch.Generator) -> List[torch.Tensor]:

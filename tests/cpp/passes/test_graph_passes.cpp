@@ -15,22 +15,21 @@
 #include "passes/canonicalize.h"
 #include "passes/op_registry.h"
 #include "passes/qconfig.h"
+#include "test_util.h"
 
 namespace tqx {
 namespace {
+
+using testing::error_of;
+using testing::has_attr_with_prefix;
+using testing::make_module;
+using testing::relative_error;
 
 using torch::jit::testing::FileCheck;
 using torch::jit::Graph;
 using torch::jit::Module;
 using torch::jit::Node;
 using torch::jit::Value;
-
-// A script module built without Python; it has the `training` attribute eval()/train() need.
-Module make_module(const std::string& name) {
-  Module m(name);
-  m.register_attribute("training", c10::BoolType::get(), true);
-  return m;
-}
 
 std::shared_ptr<Graph> parse(const std::string& ir, std::unordered_map<std::string, Value*>* values = nullptr) {
   auto graph = std::make_shared<Graph>();

@@ -15,21 +15,21 @@
 #include "passes/graph_utils.h"
 #include "passes/insert_observers.h"
 #include "passes/qconfig.h"
+#include "test_util.h"
 
 namespace tqx {
 namespace {
+
+using testing::error_of;
+using testing::has_attr_with_prefix;
+using testing::make_module;
+using testing::relative_error;
 
 using torch::jit::Graph;
 using torch::jit::Module;
 using torch::jit::Node;
 using torch::jit::Value;
 using torch::jit::testing::FileCheck;
-
-Module make_module(const std::string& name) {
-  Module m(name);
-  m.register_attribute("training", c10::BoolType::get(), true);
-  return m;
-}
 
 // stem (conv + relu) -> max_pool -> block (conv + residual add) -> [gelu] -> flatten -> head (linear).
 // Input [N, 3, 8, 8], output [N, 10].
@@ -120,28 +120,6 @@ std::vector<Node*> nodes_of_kind(const Graph& graph, const char* kind) {
     if (node->kind() == sym) out.push_back(node);
   });
   return out;
-}
-
-bool has_attr_with_prefix(const Module& m, const std::string& prefix) {
-  for (const auto& a : m.named_attributes(/*recurse=*/false)) {
-    if (a.name.rfind(prefix, 0) == 0) return true;
-  }
-  return false;
-}
-
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const c10::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a c10::Error";
-  return "";
-}
-
-double relative_error(const at::Tensor& got, const at::Tensor& expected) {
-  return ((got - expected).norm() / expected.norm()).item<double>();
 }
 
 Module prepare(const Module& model, const std::string& qconfig, const std::vector<std::string>& skip = {},

@@ -14,18 +14,18 @@
 
 #include "api/api.h"
 #include "api/pipeline.h"
+#include "test_util.h"
 
 namespace tqx {
 namespace {
 
+using testing::error_of;
+using testing::has_attr_with_prefix;
+using testing::make_module;
+using testing::relative_error;
+
 using torch::jit::Module;
 using torch::jit::testing::FileCheck;
-
-Module make_module(const std::string& name) {
-  Module m(name);
-  m.register_attribute("training", c10::BoolType::get(), true);
-  return m;
-}
 
 // conv + batch_norm + relu -> conv -> residual add -> global average pool -> linear head.
 // Input [N, 3, 16, 16], output [N, 5].
@@ -64,28 +64,6 @@ def forward(self, x):
 
 void calibrate(Module& prepared) {
   for (int i = 0; i < 4; ++i) prepared.forward({at::randn({4, 3, 16, 16})});
-}
-
-double relative_error(const at::Tensor& got, const at::Tensor& expected) {
-  return ((got - expected).norm() / expected.norm()).item<double>();
-}
-
-bool has_attr_with_prefix(const Module& m, const std::string& prefix) {
-  for (const auto& a : m.named_attributes(/*recurse=*/true)) {
-    if (a.name.rfind(prefix, 0) == 0 || a.name.find("." + prefix) != std::string::npos) return true;
-  }
-  return false;
-}
-
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const c10::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a c10::Error";
-  return "";
 }
 
 // A file under the test temp directory, removed when the test ends.
