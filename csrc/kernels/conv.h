@@ -3,6 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "kernels/isa.h"
 
 namespace tqx::kernels {
 
@@ -27,6 +32,12 @@ struct ConvEpilogue {
   const float* bias;        // [out_c]
   int32_t output_zero_point;
   int32_t qmin, qmax;
+  // Optional fused residual add: r has y's layout ([pixels, out_c] uint8); before rounding
+  //   v = (float(acc) * multiplier[oc] + bias[oc]) + float(r - residual_zero_point) * residual_multiplier
+  // with residual_multiplier = r_scale / y_scale: conv + add (+ ReLU as qmin) with one rounding.
+  const uint8_t* residual = nullptr;
+  float residual_multiplier = 0.0f;
+  int32_t residual_zero_point = 0;
 };
 
 // x: [batch, in_h, in_w, in_c] uint8 (NHWC); w: [out_c, kernel_h, kernel_w, in_c / groups] int8
@@ -35,7 +46,50 @@ struct ConvEpilogue {
 void conv2d_u8s8_nhwc_scalar(const ConvShape& s, const uint8_t* x, const int8_t* w, const ConvEpilogue& e,
                              uint8_t* y);
 
-// The active implementation (the scalar reference until #4 adds SIMD variants).
+// The same over output pixels [m_begin, m_end), m = (n * out_h + oh) * out_w + ow.
+void conv2d_u8s8_nhwc_scalar_rows(const ConvShape& s, const uint8_t* x, const int8_t* w, const ConvEpilogue& e,
+                                  uint8_t* y, int64_t m_begin, int64_t m_end);
+
+// 64-byte aligned storage of packed weights.
+class AlignedBytes {
+ public:
+  AlignedBytes() = default;
+  explicit AlignedBytes(size_t n);
+  uint8_t* data() { return p_.get(); }
+  const uint8_t* data() const { return p_.get(); }
+  size_t size() const { return n_; }
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  std::unique_ptr<uint8_t, Free> p_;
+  size_t n_ = 0;
+};
+
+// Weights repacked once for the SIMD kernels (Note [Packed weights] in conv.cpp). Keeps the OHWI
+// copy for the scalar path.
+struct PackedConvWeights {
+  int64_t out_c = 0, kernel_h = 0, kernel_w = 0, in_c_per_group = 0, groups = 1;
+  bool depthwise = false;  // groups == channels, one input and one output channel per group
+  int64_t k = 0;           // kernel_h * kernel_w * in_c_per_group
+  int64_t k_padded = 0;    // k rounded up to a multiple of 4 (GEMM path)
+  int64_t n_blocks = 0;    // output channels per group in blocks of 16 (GEMM path)
+  std::vector<int8_t> ohwi;       // [out_c, kernel_h, kernel_w, in_c_per_group]
+  std::vector<int32_t> col_sums;  // [out_c] sum of each output channel's weights
+  AlignedBytes packed;            // GEMM: [groups][n_blocks][k_padded/4][16][4] int8;
+                                  // depthwise: [taps/2 rounded up][channels rounded to 16][2] int16
+};
+PackedConvWeights pack_conv_weights(const int8_t* ohwi, int64_t out_c, int64_t kernel_h, int64_t kernel_w,
+                                    int64_t in_c_per_group, int64_t groups);
+
+// Output pixels [m_begin, m_end) of the convolution with packed weights on the kernels of `isa`
+// (capped to what was compiled). Bit-exact with the scalar reference for every ISA; the caller
+// splits the pixel range over threads, and the result does not depend on the split.
+void conv2d_u8s8_nhwc_packed(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
+                             const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end, Isa isa);
+
+// Whole convolution, single-threaded, on active_isa().
 void conv2d_u8s8_nhwc(const ConvShape& s, const uint8_t* x, const int8_t* w, const ConvEpilogue& e, uint8_t* y);
 
 // Elementwise y = clamp(nearbyint(((a - za) * sa + (b - zb) * sb) * inv_sy) + zy, qmin, qmax), float32.

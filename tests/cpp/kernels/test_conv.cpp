@@ -2,10 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
 #include "kernels/conv.h"
+#include "kernels/isa.h"
 
 namespace tqx {
 namespace {
@@ -70,6 +72,168 @@ TEST(AddReference, RequantizesTheSum) {
     const double q = std::min(std::max(std::nearbyint(real / 0.5) + 5, 0.0), 255.0);
     EXPECT_EQ(int(y[i]), int(q)) << i;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIMD kernels (packed weights) against the scalar reference: bit-exact on every ISA the CPU has.
+
+using kernels::Isa;
+
+struct SimdCase {
+  int64_t n, h, w, c, oc, kh, kw, stride, pad, dil, groups;
+};
+
+std::vector<Isa> simd_isas() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::kAVX2, Isa::kAVXVNNI, Isa::kAVX512, Isa::kAVX512VNNI}) {
+    if (kernels::isa_supported(isa)) out.push_back(isa);
+  }
+  return out;
+}
+
+struct ConvData {
+  kernels::ConvShape s;
+  std::vector<uint8_t> x, residual;
+  std::vector<int8_t> w;
+  std::vector<float> mult, bias;
+};
+
+ConvData make_conv(const SimdCase& t, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> u8(0, 255), s8(-128, 127);
+  ConvData d;
+  const int64_t oh = kernels::conv_out_size(t.h, t.kh, t.stride, t.pad, t.dil);
+  const int64_t ow = kernels::conv_out_size(t.w, t.kw, t.stride, t.pad, t.dil);
+  d.s = kernels::ConvShape{t.n, t.h, t.w, t.c, oh, ow, t.oc, t.kh, t.kw, t.stride, t.stride, t.pad, t.pad,
+                           t.dil, t.dil, t.groups};
+  d.x.resize(t.n * t.h * t.w * t.c);
+  d.w.resize(t.oc * t.kh * t.kw * (t.c / t.groups));
+  d.residual.resize(t.n * oh * ow * t.oc);
+  for (auto& v : d.x) v = static_cast<uint8_t>(u8(rng));
+  for (auto& v : d.residual) v = static_cast<uint8_t>(u8(rng));
+  for (size_t i = 0; i < d.w.size(); ++i) {
+    // Extremes included: -128 and 127 against 255 are where a saturating dot product would break.
+    d.w[i] = static_cast<int8_t>(i % 7 == 0 ? -128 : i % 7 == 1 ? 127 : s8(rng));
+  }
+  // Multipliers spread the accumulators over the output range, so rounding ties and both clamps occur.
+  const double k = static_cast<double>(t.kh * t.kw * (t.c / t.groups));
+  std::uniform_real_distribution<float> jitter(0.5f, 2.0f);
+  d.mult.resize(t.oc);
+  d.bias.resize(t.oc);
+  for (int64_t c = 0; c < t.oc; ++c) {
+    d.mult[c] = static_cast<float>(1.0 / (40.0 * std::sqrt(k))) * jitter(rng);
+    d.bias[c] = static_cast<float>(c % 5) - 2.5f;  // exact halves
+  }
+  return d;
+}
+
+std::vector<uint8_t> run_reference(const ConvData& d, const kernels::ConvEpilogue& e) {
+  std::vector<uint8_t> y(d.residual.size(), 3);
+  kernels::conv2d_u8s8_nhwc_scalar(d.s, d.x.data(), d.w.data(), e, y.data());
+  return y;
+}
+
+const std::vector<SimdCase>& simd_cases() {
+  static const std::vector<SimdCase> cases = {
+      {1, 8, 8, 64, 64, 3, 3, 1, 1, 1, 1},      // resnet body: full 64-column tiles
+      {2, 9, 7, 3, 24, 7, 7, 2, 3, 1, 1},       // stem: k = 147 is not a multiple of 4
+      {1, 6, 6, 32, 16, 1, 1, 1, 0, 1, 1},      // 1x1 direct path (no im2col)
+      {3, 5, 5, 20, 100, 1, 1, 1, 0, 1, 1},     // 1x1 direct, 7 tiles of columns with a tail
+      {1, 5, 5, 13, 7, 1, 1, 1, 0, 1, 1},       // 1x1 with in_c % 4 != 0 (im2col), columns < 16
+      {1, 7, 7, 17, 33, 3, 3, 2, 1, 1, 1},      // stride 2, odd channels
+      {1, 9, 9, 8, 12, 3, 3, 1, 2, 2, 1},       // dilation
+      {2, 6, 6, 16, 32, 3, 3, 1, 1, 1, 4},      // grouped (4 in / 8 out per group)
+      {1, 6, 5, 12, 36, 3, 3, 1, 1, 1, 3},      // grouped, 12 columns per group
+      {1, 8, 8, 32, 32, 3, 3, 1, 1, 1, 32},     // depthwise
+      {1, 9, 9, 21, 21, 3, 3, 2, 1, 1, 21},     // depthwise, stride 2, channel tail
+      {2, 7, 7, 72, 72, 5, 5, 1, 2, 1, 72},     // depthwise 5x5 (odd number of taps)
+      {1, 4, 4, 5, 5, 1, 1, 1, 0, 1, 5},        // depthwise 1x1 (single tap)
+      {1, 6, 6, 4, 4, 3, 3, 1, 3, 1, 4},        // depthwise, padding wider than the kernel
+      {13, 1, 1, 40, 70, 1, 1, 1, 0, 1, 1},     // linear: 13 rows
+      {1, 1, 1, 2048, 130, 1, 1, 1, 0, 1, 1},   // linear: long k (accumulator range)
+      {1, 13, 11, 64, 130, 3, 3, 1, 1, 1, 1},   // rows over several im2col blocks, 3 column tiles
+  };
+  return cases;
+}
+
+TEST(ConvSimd, BitExactWithReferenceOnEveryIsa) {
+  const auto isas = simd_isas();
+  ASSERT_FALSE(isas.empty()) << "this x86-64 CPU has no AVX2; the SIMD kernels cannot be checked here";
+  uint32_t seed = 11;
+  for (const SimdCase& t : simd_cases()) {
+    const ConvData d = make_conv(t, seed++);
+    const kernels::PackedConvWeights p =
+        kernels::pack_conv_weights(d.w.data(), t.oc, t.kh, t.kw, t.c / t.groups, t.groups);
+    const int64_t m = d.s.batch * d.s.out_h * d.s.out_w;
+    for (int variant = 0; variant < 6; ++variant) {
+      // Zero points at the extremes and in between; ReLU / ReLU6-like clamps; residual on or off.
+      const int32_t xz = variant == 0 ? 0 : variant == 1 ? 255 : 97;
+      const int32_t yz = variant == 2 ? 0 : variant == 3 ? 255 : 128;
+      kernels::ConvEpilogue e{xz, d.mult.data(), d.bias.data(), yz, variant == 4 ? yz : 0, variant == 5 ? 200 : 255};
+      if (variant >= 3) {
+        e.residual = d.residual.data();
+        e.residual_multiplier = 0.75f;
+        e.residual_zero_point = variant == 5 ? 0 : 131;
+      }
+      const std::vector<uint8_t> ref = run_reference(d, e);
+      for (Isa isa : isas) {
+        SCOPED_TRACE(::testing::Message() << "isa=" << kernels::isa_name(isa) << " case c=" << t.c << " oc=" << t.oc
+                                          << " k=" << t.kh << "x" << t.kw << " groups=" << t.groups
+                                          << " variant=" << variant);
+        std::vector<uint8_t> y(ref.size(), 3);
+        kernels::conv2d_u8s8_nhwc_packed(d.s, p, d.x.data(), e, y.data(), 0, m, isa);
+        ASSERT_EQ(y, ref);
+      }
+    }
+  }
+}
+
+TEST(ConvSimd, AnySplitOfThePixelsGivesTheSameBytes) {
+  const SimdCase t{2, 11, 9, 24, 40, 3, 3, 1, 1, 1, 1};
+  const ConvData d = make_conv(t, 3);
+  const auto p = kernels::pack_conv_weights(d.w.data(), t.oc, t.kh, t.kw, t.c, 1);
+  const kernels::ConvEpilogue e{77, d.mult.data(), d.bias.data(), 128, 0, 255};
+  const std::vector<uint8_t> ref = run_reference(d, e);
+  const int64_t m = d.s.batch * d.s.out_h * d.s.out_w;
+  for (Isa isa : simd_isas()) {
+    for (int64_t parts : {2, 3, 7, 61}) {
+      std::vector<uint8_t> y(ref.size(), 3);
+      for (int64_t i = 0; i < parts; ++i) {
+        kernels::conv2d_u8s8_nhwc_packed(d.s, p, d.x.data(), e, y.data(), m * i / parts, m * (i + 1) / parts, isa);
+      }
+      ASSERT_EQ(y, ref) << kernels::isa_name(isa) << " parts=" << parts;
+    }
+  }
+}
+
+TEST(ConvSimd, NanMultiplierMapsToTheLowerClampLikeTheReference) {
+  const SimdCase t{1, 4, 4, 8, 16, 1, 1, 1, 0, 1, 1};
+  ConvData d = make_conv(t, 9);
+  d.mult[3] = std::numeric_limits<float>::quiet_NaN();
+  d.mult[5] = std::numeric_limits<float>::infinity();
+  const auto p = kernels::pack_conv_weights(d.w.data(), t.oc, 1, 1, t.c, 1);
+  const kernels::ConvEpilogue e{10, d.mult.data(), d.bias.data(), 128, 0, 255};
+  const std::vector<uint8_t> ref = run_reference(d, e);
+  EXPECT_EQ(ref[3], 0);  // NaN -> qmin, as Note [Rounding] says
+  for (Isa isa : simd_isas()) {
+    std::vector<uint8_t> y(ref.size(), 3);
+    kernels::conv2d_u8s8_nhwc_packed(d.s, p, d.x.data(), e, y.data(), 0, 16, isa);
+    EXPECT_EQ(y, ref) << kernels::isa_name(isa);
+  }
+}
+
+TEST(ConvSimd, PackingKeepsColumnSumsAndPadsWithZeros) {
+  const std::vector<int8_t> w = {1, -2, 3, 4, 5, -128, 127, 0, 9, 10};  // 2 channels x k = 5
+  const auto p = kernels::pack_conv_weights(w.data(), 2, 1, 1, 5, 1);
+  EXPECT_FALSE(p.depthwise);
+  EXPECT_EQ(p.k_padded, 8);
+  EXPECT_EQ(p.n_blocks, 1);
+  EXPECT_EQ(p.col_sums, (std::vector<int32_t>{11, 18}));
+  const auto* b = reinterpret_cast<const int8_t*>(p.packed.data());
+  // k-group 0, column 1 holds channel 1's first four weights; k-group 1 its fifth and zeros.
+  EXPECT_EQ(std::vector<int8_t>(b + 4, b + 8), (std::vector<int8_t>{-128, 127, 0, 9}));
+  EXPECT_EQ(std::vector<int8_t>(b + 64 + 4, b + 64 + 8), (std::vector<int8_t>{10, 0, 0, 0}));
+  EXPECT_EQ(b[64 + 8], 0);  // column 2 does not exist: zero
 }
 
 }  // namespace

@@ -1,0 +1,232 @@
+// The int8 convolution driver: weight packing, im2col blocking and the dispatch to the per-ISA
+// microkernels of kernels/gemm.h.
+//
+// Note [Packed weights]
+// A convolution is a GEMM per group: rows are output pixels, the reduction runs over
+// (kernel_h, kernel_w, in_c_per_group) and columns are the group's output channels. The
+// microkernels multiply four uint8 activations by four int8 weights and add them into one int32
+// lane (vpdpbusd, or its AVX2 emulation), so B is stored in k-groups of four: for each block of 16
+// columns, k_padded / 4 groups of [16 columns][4 bytes], one 64-byte vector each. k is padded
+// with zero weights to a multiple of 4 and the columns with zero weights to a multiple of 16.
+// The input zero point is not subtracted inside the loop: acc = sum x * w - x_zp * sum w, with
+// the column sums computed at packing time. Padding pixels are filled with x_zp, so they add
+// nothing; the result equals the reference's sum (x - x_zp) * w exactly.
+// Depthwise convolutions (one input and one output channel per group) are not GEMMs; their
+// weights are stored per pair of consecutive taps as int16 (w[t], w[t+1]) per channel, which
+// vpmaddwd / vpdpwssd turn into x[t] * w[t] + x[t+1] * w[t+1] in an int32 lane.
+// The epilogue is the reference's float32 arithmetic, operation for operation, so every ISA gives
+// the same bytes as conv2d_u8s8_nhwc_scalar.
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+#include "kernels/conv.h"
+#include "kernels/gemm.h"
+
+namespace tqx::kernels {
+namespace {
+
+constexpr int64_t kRowBlock = 96;  // output pixels per im2col block (a multiple of every max_rows)
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+const GemmKernels* gemm_kernels_for(Isa isa) {
+  if (isa >= Isa::kAVX512VNNI) {
+    if (const GemmKernels* k = gemm_kernels_avx512_vnni()) return k;
+  }
+  // AVX-512 without VNNI runs the AVX2 kernels; AVX-VNNI is a separate feature (see isa.h).
+  if (isa >= Isa::kAVXVNNI && isa_supported(Isa::kAVXVNNI)) {
+    if (const GemmKernels* k = gemm_kernels_avx_vnni()) return k;
+  }
+  if (isa >= Isa::kAVX2) return gemm_kernels_avx2();
+  return nullptr;
+}
+
+// Per-call epilogue vectors, padded with zeros to whole 16-column blocks per group so that the
+// microkernels may read full vectors.
+struct PaddedEpilogue {
+  std::vector<int32_t> col_sums;
+  std::vector<float> multiplier, bias;
+  int64_t group_stride;
+};
+
+PaddedEpilogue pad_epilogue(const PackedConvWeights& w, const ConvEpilogue& e) {
+  const int64_t cout_g = w.out_c / w.groups;
+  const int64_t stride = w.depthwise ? round_up(w.out_c, 16) : w.n_blocks * 16;
+  const int64_t groups = w.depthwise ? 1 : w.groups, per = w.depthwise ? w.out_c : cout_g;
+  PaddedEpilogue p{std::vector<int32_t>(groups * stride), std::vector<float>(groups * stride),
+                   std::vector<float>(groups * stride), stride};
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t c = 0; c < per; ++c) {
+      p.col_sums[g * stride + c] = w.col_sums[g * per + c];
+      p.multiplier[g * stride + c] = e.multiplier[g * per + c];
+      p.bias[g * stride + c] = e.bias[g * per + c];
+    }
+  }
+  return p;
+}
+
+TileEpilogue tile_epilogue(const PaddedEpilogue& p, int64_t offset, const ConvEpilogue& e) {
+  return TileEpilogue{p.col_sums.data() + offset,
+                      p.multiplier.data() + offset,
+                      p.bias.data() + offset,
+                      e.input_zero_point,
+                      e.output_zero_point,
+                      static_cast<float>(e.qmin - e.output_zero_point),
+                      static_cast<float>(e.qmax - e.output_zero_point),
+                      nullptr,
+                      e.residual_multiplier,
+                      e.residual_zero_point};
+}
+
+// Rows [m, m + rows) of group g's im2col matrix, k_padded bytes each.
+void im2col(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x, int64_t g, int64_t m,
+            int64_t rows, uint8_t zero, uint8_t* out) {
+  const int64_t cin_g = w.in_c_per_group;
+  for (int64_t r = 0; r < rows; ++r, ++m) {
+    const int64_t n = m / (s.out_h * s.out_w), oh = m / s.out_w % s.out_h, ow = m % s.out_w;
+    uint8_t* dst = out + r * w.k_padded;
+    for (int64_t kh = 0; kh < s.kernel_h; ++kh) {
+      const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
+      for (int64_t kw = 0; kw < s.kernel_w; ++kw, dst += cin_g) {
+        const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
+        if (ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w) {
+          std::memset(dst, zero, cin_g);
+        } else {
+          std::memcpy(dst, x + ((n * s.in_h + ih) * s.in_w + iw) * s.in_c + g * cin_g, cin_g);
+        }
+      }
+    }
+    std::memset(dst, 0, w.k_padded - w.k);  // padded k has zero weights
+  }
+}
+
+void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
+               const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end) {
+  const int64_t cout_g = w.out_c / w.groups, k4 = w.k_padded / 4;
+  const bool direct = s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
+                      s.pad_w == 0 && w.groups == 1 && s.in_c % 4 == 0;
+  const PaddedEpilogue pe = pad_epilogue(w, e);
+  thread_local std::vector<uint8_t> scratch;
+  if (!direct) scratch.resize(static_cast<size_t>(kRowBlock * w.k_padded + 64));
+  const auto* packed = reinterpret_cast<const int8_t*>(w.packed.data());
+  for (int64_t mb = m_begin; mb < m_end; mb += kRowBlock) {
+    const int64_t rows = std::min(kRowBlock, m_end - mb);
+    for (int64_t g = 0; g < w.groups; ++g) {
+      const uint8_t* a = x + mb * s.in_c;
+      int64_t lda = s.in_c;
+      if (!direct) {
+        im2col(s, w, x, g, mb, rows, static_cast<uint8_t>(e.input_zero_point), scratch.data());
+        a = scratch.data();
+        lda = w.k_padded;
+      }
+      const int8_t* bg = packed + g * w.n_blocks * k4 * 64;
+      for (int64_t n0 = 0; n0 < cout_g; n0 += k.max_cols) {
+        const int64_t cols = std::min(k.max_cols, cout_g - n0);
+        const int64_t max_rows = k.max_rows[(cols + 15) / 16];
+        TileEpilogue te = tile_epilogue(pe, g * pe.group_stride + n0, e);
+        const int64_t col0 = g * cout_g + n0;
+        for (int64_t r = 0; r < rows; r += max_rows) {
+          if (e.residual != nullptr) te.residual = e.residual + (mb + r) * s.out_c + col0;
+          k.tile(std::min(max_rows, rows - r), cols, w.k_padded, a + r * lda, lda, bg + n0 / 16 * k4 * 64, te,
+                 y + (mb + r) * s.out_c + col0, s.out_c);
+        }
+      }
+    }
+  }
+}
+
+void depthwise_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
+                    const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end) {
+  const PaddedEpilogue pe = pad_epilogue(w, e);
+  TileEpilogue te = tile_epilogue(pe, 0, e);
+  const int64_t taps = s.kernel_h * s.kernel_w;
+  std::vector<const uint8_t*> tap_ptrs(static_cast<size_t>(taps));
+  const auto* wp = reinterpret_cast<const int16_t*>(w.packed.data());
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    const int64_t n = m / (s.out_h * s.out_w), oh = m / s.out_w % s.out_h, ow = m % s.out_w;
+    int64_t t = 0;
+    for (int64_t kh = 0; kh < s.kernel_h; ++kh) {
+      const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
+      for (int64_t kw = 0; kw < s.kernel_w; ++kw, ++t) {
+        const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
+        tap_ptrs[t] = ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w
+                          ? nullptr
+                          : x + ((n * s.in_h + ih) * s.in_w + iw) * s.in_c;
+      }
+    }
+    if (e.residual != nullptr) te.residual = e.residual + m * s.out_c;
+    k.depthwise(taps, s.out_c, tap_ptrs.data(), wp, te, y + m * s.out_c);
+  }
+}
+
+}  // namespace
+
+AlignedBytes::AlignedBytes(size_t n) : n_(n) {
+  const size_t bytes = std::max<size_t>(64, (n + 63) / 64 * 64);
+  p_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
+  if (!p_) throw std::bad_alloc();
+  std::memset(p_.get(), 0, bytes);
+}
+
+PackedConvWeights pack_conv_weights(const int8_t* ohwi, int64_t out_c, int64_t kernel_h, int64_t kernel_w,
+                                    int64_t in_c_per_group, int64_t groups) {
+  PackedConvWeights p;
+  p.out_c = out_c;
+  p.kernel_h = kernel_h;
+  p.kernel_w = kernel_w;
+  p.in_c_per_group = in_c_per_group;
+  p.groups = groups;
+  p.k = kernel_h * kernel_w * in_c_per_group;
+  p.ohwi.assign(ohwi, ohwi + out_c * p.k);
+  p.col_sums.assign(static_cast<size_t>(out_c), 0);
+  for (int64_t oc = 0; oc < out_c; ++oc) {
+    for (int64_t i = 0; i < p.k; ++i) p.col_sums[oc] += ohwi[oc * p.k + i];
+  }
+  p.depthwise = groups == out_c && in_c_per_group == 1;
+  if (p.depthwise) {
+    const int64_t taps = kernel_h * kernel_w, pairs = (taps + 1) / 2, cp = round_up(out_c, 16);
+    p.packed = AlignedBytes(static_cast<size_t>(pairs * cp * 2) * sizeof(int16_t));
+    auto* dst = reinterpret_cast<int16_t*>(p.packed.data());
+    for (int64_t t = 0; t < taps; ++t) {
+      for (int64_t c = 0; c < out_c; ++c) dst[((t / 2) * cp + c) * 2 + t % 2] = ohwi[c * taps + t];
+    }
+    return p;
+  }
+  const int64_t cout_g = out_c / groups;
+  p.k_padded = round_up(p.k, 4);
+  p.n_blocks = (cout_g + 15) / 16;
+  const int64_t k4 = p.k_padded / 4;
+  p.packed = AlignedBytes(static_cast<size_t>(groups * p.n_blocks * k4 * 64));
+  auto* dst = reinterpret_cast<int8_t*>(p.packed.data());
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t c = 0; c < cout_g; ++c) {
+      const int8_t* src = ohwi + (g * cout_g + c) * p.k;
+      int8_t* blk = dst + (g * p.n_blocks + c / 16) * k4 * 64;
+      for (int64_t i = 0; i < p.k; ++i) blk[(i / 4) * 64 + (c % 16) * 4 + i % 4] = src[i];
+    }
+  }
+  return p;
+}
+
+void conv2d_u8s8_nhwc_packed(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
+                             const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end, Isa isa) {
+  if (m_begin >= m_end) return;
+  const GemmKernels* k = gemm_kernels_for(isa);
+  if (k == nullptr) {
+    conv2d_u8s8_nhwc_scalar_rows(s, x, w.ohwi.data(), e, y, m_begin, m_end);
+  } else if (w.depthwise) {
+    depthwise_rows(*k, s, w, x, e, y, m_begin, m_end);
+  } else {
+    gemm_rows(*k, s, w, x, e, y, m_begin, m_end);
+  }
+}
+
+void conv2d_u8s8_nhwc(const ConvShape& s, const uint8_t* x, const int8_t* w, const ConvEpilogue& e, uint8_t* y) {
+  const PackedConvWeights p =
+      pack_conv_weights(w, s.out_c, s.kernel_h, s.kernel_w, s.in_c / s.groups, s.groups);
+  conv2d_u8s8_nhwc_packed(s, p, x, e, y, 0, s.batch * s.out_h * s.out_w, active_isa());
+}
+
+}  // namespace tqx::kernels

@@ -1,0 +1,47 @@
+// Internal interface between the convolution driver (conv.cpp) and its per-ISA microkernels.
+// Plain structs only: included by files compiled with different -m flags.
+#pragma once
+
+#include <cstdint>
+
+namespace tqx::kernels {
+
+// The requantize epilogue of one tile, pointers already offset to the tile's first column.
+struct TileEpilogue {
+  const int32_t* col_sums;    // sum of the weights of each column
+  const float* multiplier;    // per column
+  const float* bias;          // per column
+  int32_t input_zero_point;   // acc = sum x * w - input_zero_point * col_sums
+  int32_t output_zero_point;
+  float lo, hi;               // clamp bounds relative to the zero point: qmin - zp, qmax - zp
+  const uint8_t* residual;    // null, or the tile's first residual element (row stride ldy)
+  float residual_multiplier;
+  int32_t residual_zero_point;
+};
+
+// C[rows][cols] = A[rows][k] * B[k][cols], then the epilogue, stored as uint8 to y (row stride ldy).
+// A: rows of uint8 at a + i * lda, k_padded (multiple of 4) bytes used per row.
+// B: packed blocks of 16 columns; block j at b + j * (k_padded / 4) * 64, each k-group of four
+//    rows stored as [16 columns][4 bytes]. cols <= the kernel's max_cols, rows <= max_rows.
+using GemmTileFn = void (*)(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda,
+                            const int8_t* b, const TileEpilogue& e, uint8_t* y, int64_t ldy);
+
+// Depthwise convolution of one output pixel over channels [0, channels): taps[t] points at the
+// input pixel of tap t (channel 0) or is null for padding (contributes the input zero point).
+// w: [ceil(taps/2)][channels rounded to 16][2] int16 pairs of consecutive taps.
+using DepthwisePixelFn = void (*)(int64_t taps, int64_t channels, const uint8_t* const* tap_ptrs,
+                                  const int16_t* w, const TileEpilogue& e, uint8_t* y);
+
+struct GemmKernels {
+  GemmTileFn tile;
+  int64_t max_cols;     // columns per call (a multiple of 16)
+  int64_t max_rows[5];  // rows per call, by the number of 16-column blocks in the call (1..4)
+  DepthwisePixelFn depthwise;
+};
+
+// Null when this build lacks the ISA.
+const GemmKernels* gemm_kernels_avx2();
+const GemmKernels* gemm_kernels_avx_vnni();
+const GemmKernels* gemm_kernels_avx512_vnni();
+
+}  // namespace tqx::kernels
