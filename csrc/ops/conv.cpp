@@ -4,9 +4,12 @@
 #include <ATen/ops/_empty_affine_quantized.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
+#include <ATen/Parallel.h>
 #include <torch/custom_class.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <tuple>
@@ -46,18 +49,22 @@ class PackedConv : public torch::CustomClassHolder {
                 op, ": stride and dilation should be >= 1 and padding >= 0, got stride ", stride_, ", padding ",
                 padding_, ", dilation ", dilation_);
     const at::Tensor w4 = weight_.dim() == 2 ? weight_.view({oc, weight_.size(1), 1, 1}) : weight_;
-    ohwi_ = w4.permute({0, 2, 3, 1}).contiguous();
+    const at::Tensor ohwi = w4.permute({0, 2, 3, 1}).contiguous();
+    packed_ = kernels::pack_conv_weights(ohwi.data_ptr<int8_t>(), oc, ohwi.size(1), ohwi.size(2), ohwi.size(3),
+                                         groups_);
   }
 
   bool is_linear() const { return weight_.dim() == 2; }
   int64_t out_channels() const { return weight_.size(0); }
   int64_t in_channels_per_group() const { return weight_.size(1); }
 
-  // Runs the kernel on NHWC uint8 data; x_shape is [N, H, W, C].
+  // Runs the kernel on NHWC uint8 data; x_shape is [N, H, W, C]. residual (optional) has y's
+  // layout and qparams (r_scale, r_zp); it is added before the single rounding of the epilogue.
   void run(const uint8_t* x, const std::array<int64_t, 4>& x_shape, double x_scale, int64_t x_zp, double y_scale,
-           int64_t y_zp, bool relu, uint8_t* y, int64_t out_h, int64_t out_w) const {
+           int64_t y_zp, bool relu, uint8_t* y, int64_t out_h, int64_t out_w, const uint8_t* residual = nullptr,
+           double r_scale = 1.0, int64_t r_zp = 0) const {
     kernels::ConvShape s{x_shape[0], x_shape[1], x_shape[2], x_shape[3], out_h, out_w, out_channels(),
-                         ohwi_.size(1), ohwi_.size(2), stride_[0], stride_[1], padding_[0], padding_[1],
+                         packed_.kernel_h, packed_.kernel_w, stride_[0], stride_[1], padding_[0], padding_[1],
                          dilation_[0], dilation_[1], groups_};
     const int64_t oc = out_channels();
     std::vector<float> mult(oc), bias(oc);
@@ -68,13 +75,26 @@ class PackedConv : public torch::CustomClassHolder {
       mult[c] = static_cast<float>(x_scale) * ws[c] * inv_y;
       bias[c] = b[c] * inv_y;
     }
-    const kernels::ConvEpilogue e{static_cast<int32_t>(x_zp), mult.data(), bias.data(), static_cast<int32_t>(y_zp),
-                                  relu ? static_cast<int32_t>(y_zp) : 0, 255};
-    kernels::conv2d_u8s8_nhwc(s, x, ohwi_.data_ptr<int8_t>(), e, y);
+    kernels::ConvEpilogue e{static_cast<int32_t>(x_zp), mult.data(), bias.data(), static_cast<int32_t>(y_zp),
+                            relu ? static_cast<int32_t>(y_zp) : 0, 255};
+    if (residual != nullptr) {
+      e.residual = residual;
+      e.residual_multiplier = static_cast<float>(r_scale) * inv_y;
+      e.residual_zero_point = static_cast<int32_t>(r_zp);
+    }
+    // Pixels are split over the intra-op pool; each pixel is computed the same way by any thread.
+    const int64_t pixels = s.batch * s.out_h * s.out_w;
+    const int64_t macs_per_pixel = std::max<int64_t>(1, oc * packed_.k);
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 17) / macs_per_pixel);
+    const kernels::Isa isa = kernels::active_isa();
+    at::parallel_for(0, pixels, grain, [&](int64_t begin, int64_t end) {
+      kernels::conv2d_u8s8_nhwc_packed(s, packed_, x, e, y, begin, end, isa);
+    });
   }
 
   int64_t out_size(int64_t in, int dim) const {
-    return kernels::conv_out_size(in, ohwi_.size(1 + dim), stride_[dim], padding_[dim], dilation_[dim]);
+    return kernels::conv_out_size(in, dim == 0 ? packed_.kernel_h : packed_.kernel_w, stride_[dim], padding_[dim],
+                                  dilation_[dim]);
   }
 
   using State = std::tuple<int64_t, at::Tensor, at::Tensor, at::Tensor, std::vector<int64_t>, std::vector<int64_t>,
@@ -88,7 +108,8 @@ class PackedConv : public torch::CustomClassHolder {
   }
 
  private:
-  at::Tensor weight_, scales_, bias_, ohwi_;
+  at::Tensor weight_, scales_, bias_;
+  kernels::PackedConvWeights packed_;
   std::vector<int64_t> stride_, padding_, dilation_;
   int64_t groups_;
 };
@@ -119,6 +140,35 @@ at::Tensor conv2d(const at::Tensor& qx, const PackedPtr& packed, double scale, i
                                              c10::MemoryFormat::ChannelsLast);
   packed->run(reinterpret_cast<const uint8_t*>(x.data_ptr<c10::quint8>()), {n, h, w, c}, x.q_scale(),
               x.q_zero_point(), scale, zero_point, relu, reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>()), oh, ow);
+  return y;
+}
+
+// conv2d followed by add(conv, residual) [+ ReLU], with one rounding: the epilogue adds the
+// residual's real value before requantizing to (scale, zero_point).
+at::Tensor conv2d_add(const at::Tensor& qx, const PackedPtr& packed, const at::Tensor& qres, double scale,
+                      int64_t zero_point, bool relu) {
+  constexpr const char* op = "quantx::conv2d_add";
+  check_quint8(op, "qx", qx);
+  check_quint8(op, "qres", qres);
+  TORCH_CHECK(!packed->is_linear(), op, ": packed weights are a linear layer's; use quantx::linear");
+  TORCH_CHECK(qx.dim() == 4, op, ": qx should be 4-D (N, C, H, W), got shape ", qx.sizes());
+  check_scale(op, scale);
+  check_zero_point(op, zero_point, 0, 255);
+  TORCH_CHECK(qx.size(1) % packed->in_channels_per_group() == 0, op, ": qx has ", qx.size(1),
+              " channels, the weights expect a multiple of ", packed->in_channels_per_group());
+  const at::Tensor x = qx.contiguous(c10::MemoryFormat::ChannelsLast);
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t oh = packed->out_size(h, 0), ow = packed->out_size(w, 1);
+  TORCH_CHECK(oh > 0 && ow > 0, op, ": input of spatial size ", h, "x", w, " is too small for the kernel");
+  const std::vector<int64_t> out_shape{n, packed->out_channels(), oh, ow};
+  TORCH_CHECK(qres.sizes() == c10::IntArrayRef(out_shape), op, ": qres should have the convolution's output shape ",
+              c10::IntArrayRef(out_shape), ", got ", qres.sizes());
+  const at::Tensor r = qres.contiguous(c10::MemoryFormat::ChannelsLast);
+  at::Tensor y = at::_empty_affine_quantized(out_shape, x.options(), scale, zero_point,
+                                             c10::MemoryFormat::ChannelsLast);
+  packed->run(reinterpret_cast<const uint8_t*>(x.data_ptr<c10::quint8>()), {n, h, w, c}, x.q_scale(),
+              x.q_zero_point(), scale, zero_point, relu, reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>()), oh, ow,
+              reinterpret_cast<const uint8_t*>(r.data_ptr<c10::quint8>()), r.q_scale(), r.q_zero_point());
   return y;
 }
 
@@ -189,6 +239,8 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
         linear_prepack);
   m.def("conv2d(Tensor qx, __torch__.torch.classes.quantx.PackedConv packed, float output_scale, "
         "int output_zero_point, bool relu=False) -> Tensor");
+  m.def("conv2d_add(Tensor qx, __torch__.torch.classes.quantx.PackedConv packed, Tensor qres, float output_scale, "
+        "int output_zero_point, bool relu=False) -> Tensor");
   m.def("linear(Tensor qx, __torch__.torch.classes.quantx.PackedConv packed, float output_scale, "
         "int output_zero_point, bool relu=False) -> Tensor");
   m.def("add(Tensor qa, Tensor qb, float output_scale, int output_zero_point, bool relu=False) -> Tensor");
@@ -196,6 +248,7 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
 
 TORCH_LIBRARY_IMPL(quantx, QuantizedCPU, m) {
   m.impl("conv2d", conv2d);
+  m.impl("conv2d_add", conv2d_add);
   m.impl("linear", linear);
   m.impl("add", add);
 }
@@ -203,6 +256,7 @@ TORCH_LIBRARY_IMPL(quantx, QuantizedCPU, m) {
 // A float tensor reaching these ops is a usage error; the same kernels report it clearly.
 TORCH_LIBRARY_IMPL(quantx, CPU, m) {
   m.impl("conv2d", conv2d);
+  m.impl("conv2d_add", conv2d_add);
   m.impl("linear", linear);
   m.impl("add", add);
 }

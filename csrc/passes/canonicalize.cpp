@@ -1,10 +1,11 @@
-// Canonicalize pass: freeze, inline, functionalize, fold BatchNorm, propagate constants.
+// Canonicalize pass: freeze, inline, name convolutions, functionalize, fold BatchNorm, propagate constants.
 #include "passes/canonicalize.h"
 
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/freeze_module.h>
 #include <torch/csrc/jit/passes/frozen_conv_folding.h>
+#include <torch/csrc/jit/passes/graph_rewrite_helper.h>
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/passes/peephole.h>
 #include <torch/csrc/jit/passes/remove_dropout.h>
@@ -14,6 +15,8 @@ namespace tqx::passes {
 
 void canonicalize_graph(std::shared_ptr<torch::jit::Graph>& graph) {
   torch::jit::Inline(*graph);
+  // Traced models record aten::_convolution; the registry knows aten::conv1d/conv2d/conv3d.
+  torch::jit::graph_rewrite_helper::replaceConvolutionWithAtenConv(graph);
   torch::jit::removeDropout(graph);
   torch::jit::RemoveListMutation(graph);
   torch::jit::RemoveTensorMutation(graph);

@@ -377,7 +377,7 @@ class Converter {
       const auto k = n->kind();
       if (k == c10::prim::Constant || k == c10::prim::GetAttr || k == c10::aten::dequantize ||
           k == c10::aten::quantize_per_tensor || k.is_prim() || k.ns().toUnqualString() == std::string("quantized") ||
-          int8_clones_.count(n)) {
+          k.ns().toUnqualString() == std::string("quantx") || int8_clones_.count(n)) {
         return;
       }
       const char* why = options_.qconfig.skips(n)            ? "skipped by request"

@@ -65,6 +65,22 @@ graph(%x : Tensor):
   EXPECT_EQ(relu->input(0)->node()->kind(), c10::aten::mul);
 }
 
+TEST(CanonicalizeGraph, TracedConvolutionBecomesConv2d) {
+  // What torch.jit.trace records for nn.Conv2d.
+  auto graph = parse(R"IR(
+graph(%x : Tensor, %w : Tensor, %b : Tensor):
+  %f : bool = prim::Constant[value=0]()
+  %t : bool = prim::Constant[value=1]()
+  %one : int = prim::Constant[value=1]()
+  %s : int[] = prim::Constant[value=[1, 1]]()
+  %p : int[] = prim::Constant[value=[0, 0]]()
+  %y : Tensor = aten::_convolution(%x, %w, %b, %s, %s, %s, %f, %p, %one, %f, %f, %t, %t)
+  return (%y))IR");
+  FileCheck().check("aten::_convolution")->run(*graph);
+  passes::canonicalize_graph(graph);
+  FileCheck().check("aten::conv2d(")->check_not("aten::_convolution")->run(*graph);
+}
+
 TEST(CanonicalizeGraph, InPlaceAddBecomesFunctional) {
   auto graph = parse(R"IR(
 graph(%x : Tensor, %y : Tensor):
