@@ -5,6 +5,7 @@ set(TQX_ISA_FLAGS_AVX2 "-mavx2 -mfma -mf16c")
 set(TQX_ISA_FLAGS_AVX512 "-mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mavx2 -Wno-maybe-uninitialized -Wno-uninitialized")
 set(TQX_ISA_FLAGS_AVX_VNNI "${TQX_ISA_FLAGS_AVX2} -mavxvnni")
 set(TQX_ISA_FLAGS_AVX512_VNNI "${TQX_ISA_FLAGS_AVX512} -mavx512vnni")
+set(TQX_ISA_FLAGS_AMX "${TQX_ISA_FLAGS_AVX512_VNNI} -mamx-tile -mamx-int8")
 
 function(tqx_set_isa_flags sources isa)
   if(sources)

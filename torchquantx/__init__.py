@@ -38,7 +38,7 @@ __version__ = _C.__version__
 
 
 def detected_isa() -> str:
-    """The best kernel ISA level this CPU supports: scalar, avx2, avx_vnni, avx512 or avx512_vnni."""
+    """The best kernel ISA level this CPU supports: scalar, avx2, avx_vnni, avx512, avx512_vnni or amx."""
     return _C.detected_isa()
 
 

@@ -7,7 +7,9 @@
 // microkernels multiply four uint8 activations by four int8 weights and add them into one int32
 // lane (vpdpbusd, or its AVX2 emulation), so B is stored in k-groups of four: for each block of 16
 // columns, k_padded / 4 groups of [16 columns][4 bytes], one 64-byte vector each. k is padded
-// with zero weights to a multiple of 4 and the columns with zero weights to a multiple of 16.
+// with zero weights to a multiple of 64 (AMX tiles reduce over 64 bytes; the vpdpbusd kernels
+// stop at the next multiple of 4) and the columns with zero weights to a multiple of 16. The
+// AMX kernels read 16 of these k-groups as one B tile, rows of 64 bytes.
 // The input zero point is not subtracted inside the loop: acc = sum x * w - x_zp * sum w, with
 // the column sums computed at packing time. Padding pixels are filled with x_zp, so they add
 // nothing; the result equals the reference's sum (x - x_zp) * w exactly.
@@ -32,6 +34,9 @@ constexpr int64_t kRowBlock = 96;  // output pixels per im2col block (a multiple
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 const GemmKernels* gemm_kernels_for(Isa isa) {
+  if (isa >= Isa::kAMX) {
+    if (const GemmKernels* k = gemm_kernels_amx()) return k;
+  }
   if (isa >= Isa::kAVX512VNNI) {
     if (const GemmKernels* k = gemm_kernels_avx512_vnni()) return k;
   }
@@ -80,48 +85,85 @@ TileEpilogue tile_epilogue(const PaddedEpilogue& p, int64_t offset, const ConvEp
                       e.residual_zero_point};
 }
 
-// Rows [m, m + rows) of group g's im2col matrix, k_padded bytes each.
+// Rows [m, m + rows) of group g's im2col matrix, k_eff bytes each (zeros after the k real ones).
+// With one group and no dilation, the kernel_w taps of a kernel row are adjacent pixels, so each
+// kernel row is one copy (clipped at the image edges) rather than kernel_w.
 void im2col(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x, int64_t g, int64_t m,
-            int64_t rows, uint8_t zero, uint8_t* out) {
+            int64_t rows, uint8_t zero, int64_t k_eff, uint8_t* out) {
   const int64_t cin_g = w.in_c_per_group;
+  const bool spans = s.groups == 1 && s.dilation_w == 1;
   for (int64_t r = 0; r < rows; ++r, ++m) {
     const int64_t n = m / (s.out_h * s.out_w), oh = m / s.out_w % s.out_h, ow = m % s.out_w;
-    uint8_t* dst = out + r * w.k_padded;
+    uint8_t* dst = out + r * k_eff;
+    const int64_t iw0 = ow * s.stride_w - s.pad_w;
     for (int64_t kh = 0; kh < s.kernel_h; ++kh) {
       const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
-      for (int64_t kw = 0; kw < s.kernel_w; ++kw, dst += cin_g) {
-        const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
-        if (ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w) {
-          std::memset(dst, zero, cin_g);
-        } else {
-          std::memcpy(dst, x + ((n * s.in_h + ih) * s.in_w + iw) * s.in_c + g * cin_g, cin_g);
+      const uint8_t* xrow = x + (n * s.in_h + ih) * s.in_w * s.in_c + g * cin_g;
+      if (ih < 0 || ih >= s.in_h) {
+        std::memset(dst, zero, s.kernel_w * cin_g);
+        dst += s.kernel_w * cin_g;
+      } else if (spans) {
+        const int64_t lo = std::max<int64_t>(0, -iw0), hi = std::min<int64_t>(s.kernel_w, s.in_w - iw0);
+        if (lo > 0) std::memset(dst, zero, lo * cin_g);
+        if (hi > lo) std::memcpy(dst + lo * cin_g, xrow + (iw0 + lo) * s.in_c, (hi - lo) * cin_g);
+        if (hi < s.kernel_w) std::memset(dst + std::max(hi, lo) * cin_g, zero, (s.kernel_w - std::max(hi, lo)) * cin_g);
+        dst += s.kernel_w * cin_g;
+      } else {
+        for (int64_t kw = 0; kw < s.kernel_w; ++kw, dst += cin_g) {
+          const int64_t iw = iw0 + kw * s.dilation_w;
+          if (iw < 0 || iw >= s.in_w) {
+            std::memset(dst, zero, cin_g);
+          } else {
+            std::memcpy(dst, xrow + iw * s.in_c, cin_g);
+          }
         }
       }
     }
-    std::memset(dst, 0, w.k_padded - w.k);  // padded k has zero weights
+    std::memset(dst, 0, k_eff - w.k);  // the padded k has zero weights
   }
 }
 
+// Calls the kernel's begin/end hooks (AMX tile configuration) around one thread's tiles.
+struct TileSession {
+  explicit TileSession(const GemmKernels& k) : k_(k) {
+    if (k_.begin != nullptr) k_.begin();
+  }
+  ~TileSession() {
+    if (k_.end != nullptr) k_.end();
+  }
+  TileSession(const TileSession&) = delete;
+  TileSession& operator=(const TileSession&) = delete;
+
+ private:
+  const GemmKernels& k_;
+};
+
 void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
                const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end) {
-  const int64_t cout_g = w.out_c / w.groups, k4 = w.k_padded / 4;
+  const int64_t cout_g = w.out_c / w.groups, k_eff = round_up(w.k, k.k_align), b_stride = w.k_alloc * 16;
+  // A 1x1 stride-1 convolution reads its rows straight from x when they are whole k-steps long.
   const bool direct = s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
-                      s.pad_w == 0 && w.groups == 1 && s.in_c % 4 == 0;
+                      s.pad_w == 0 && w.groups == 1 && s.in_c % k.k_align == 0;
+  const int64_t pixels = s.batch * s.out_h * s.out_w;
   const PaddedEpilogue pe = pad_epilogue(w, e);
   thread_local std::vector<uint8_t> scratch;
-  if (!direct) scratch.resize(static_cast<size_t>(kRowBlock * w.k_padded + 64));
+  scratch.resize(std::max(scratch.size(), static_cast<size_t>((kRowBlock + k.row_align) * k_eff)));
   const auto* packed = reinterpret_cast<const int8_t*>(w.packed.data());
+  TileSession session(k);
   for (int64_t mb = m_begin; mb < m_end; mb += kRowBlock) {
     const int64_t rows = std::min(kRowBlock, m_end - mb);
+    // The kernel may read up to row_align - 1 rows past the block; past the end of x that goes
+    // through the scratch copy.
+    const bool copy = !direct || mb + round_up(rows, k.row_align) > pixels;
     for (int64_t g = 0; g < w.groups; ++g) {
       const uint8_t* a = x + mb * s.in_c;
       int64_t lda = s.in_c;
-      if (!direct) {
-        im2col(s, w, x, g, mb, rows, static_cast<uint8_t>(e.input_zero_point), scratch.data());
+      if (copy) {
+        im2col(s, w, x, g, mb, rows, static_cast<uint8_t>(e.input_zero_point), k_eff, scratch.data());
         a = scratch.data();
-        lda = w.k_padded;
+        lda = k_eff;
       }
-      const int8_t* bg = packed + g * w.n_blocks * k4 * 64;
+      const int8_t* bg = packed + g * w.n_blocks * b_stride;
       for (int64_t n0 = 0; n0 < cout_g; n0 += k.max_cols) {
         const int64_t cols = std::min(k.max_cols, cout_g - n0);
         const int64_t max_rows = k.max_rows[(cols + 15) / 16];
@@ -129,7 +171,7 @@ void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights
         const int64_t col0 = g * cout_g + n0;
         for (int64_t r = 0; r < rows; r += max_rows) {
           if (e.residual != nullptr) te.residual = e.residual + (mb + r) * s.out_c + col0;
-          k.tile(std::min(max_rows, rows - r), cols, w.k_padded, a + r * lda, lda, bg + n0 / 16 * k4 * 64, te,
+          k.tile(std::min(max_rows, rows - r), cols, k_eff, a + r * lda, lda, bg + n0 / 16 * b_stride, b_stride, te,
                  y + (mb + r) * s.out_c + col0, s.out_c);
         }
       }
@@ -196,8 +238,9 @@ PackedConvWeights pack_conv_weights(const int8_t* ohwi, int64_t out_c, int64_t k
   }
   const int64_t cout_g = out_c / groups;
   p.k_padded = round_up(p.k, 4);
+  p.k_alloc = round_up(p.k, 64);
   p.n_blocks = (cout_g + 15) / 16;
-  const int64_t k4 = p.k_padded / 4;
+  const int64_t k4 = p.k_alloc / 4;
   p.packed = AlignedBytes(static_cast<size_t>(groups * p.n_blocks * k4 * 64));
   auto* dst = reinterpret_cast<int8_t*>(p.packed.data());
   for (int64_t g = 0; g < groups; ++g) {

@@ -74,10 +74,11 @@ struct PackedConvWeights {
   bool depthwise = false;  // groups == channels, one input and one output channel per group
   int64_t k = 0;           // kernel_h * kernel_w * in_c_per_group
   int64_t k_padded = 0;    // k rounded up to a multiple of 4 (GEMM path)
+  int64_t k_alloc = 0;     // k rounded up to a multiple of 64: the packed rows per column block
   int64_t n_blocks = 0;    // output channels per group in blocks of 16 (GEMM path)
   std::vector<int8_t> ohwi;       // [out_c, kernel_h, kernel_w, in_c_per_group]
   std::vector<int32_t> col_sums;  // [out_c] sum of each output channel's weights
-  AlignedBytes packed;            // GEMM: [groups][n_blocks][k_padded/4][16][4] int8;
+  AlignedBytes packed;            // GEMM: [groups][n_blocks][k_alloc/4][16][4] int8;
                                   // depthwise: [taps/2 rounded up][channels rounded to 16][2] int16
 };
 PackedConvWeights pack_conv_weights(const int8_t* ohwi, int64_t out_c, int64_t kernel_h, int64_t kernel_w,

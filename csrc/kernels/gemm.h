@@ -20,11 +20,12 @@ struct TileEpilogue {
 };
 
 // C[rows][cols] = A[rows][k] * B[k][cols], then the epilogue, stored as uint8 to y (row stride ldy).
-// A: rows of uint8 at a + i * lda, k_padded (multiple of 4) bytes used per row.
-// B: packed blocks of 16 columns; block j at b + j * (k_padded / 4) * 64, each k-group of four
-//    rows stored as [16 columns][4 bytes]. cols <= the kernel's max_cols, rows <= max_rows.
+// A: rows of uint8 at a + i * lda, k_padded (a multiple of the kernel's k_align) bytes used per row;
+//    the kernel may read rows up to `rows` rounded up to row_align (their results are discarded).
+// B: packed blocks of 16 columns; block j at b + j * b_stride, each k-group of four rows stored as
+//    [16 columns][4 bytes]. cols <= the kernel's max_cols, rows <= max_rows.
 using GemmTileFn = void (*)(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda,
-                            const int8_t* b, const TileEpilogue& e, uint8_t* y, int64_t ldy);
+                            const int8_t* b, int64_t b_stride, const TileEpilogue& e, uint8_t* y, int64_t ldy);
 
 // Depthwise convolution of one output pixel over channels [0, channels): taps[t] points at the
 // input pixel of tap t (channel 0) or is null for padding (contributes the input zero point).
@@ -36,6 +37,10 @@ struct GemmKernels {
   GemmTileFn tile;
   int64_t max_cols;     // columns per call (a multiple of 16)
   int64_t max_rows[5];  // rows per call, by the number of 16-column blocks in the call (1..4)
+  int64_t k_align;      // the reduction is padded (zero weights) to a multiple of this
+  int64_t row_align;    // A must be readable up to rows rounded up to this
+  void (*begin)();      // null, or called by each thread before its first tile of a call (AMX: tile config)
+  void (*end)();        // null, or called after its last tile
   DepthwisePixelFn depthwise;
 };
 
@@ -43,5 +48,6 @@ struct GemmKernels {
 const GemmKernels* gemm_kernels_avx2();
 const GemmKernels* gemm_kernels_avx_vnni();
 const GemmKernels* gemm_kernels_avx512_vnni();
+const GemmKernels* gemm_kernels_amx();
 
 }  // namespace tqx::kernels

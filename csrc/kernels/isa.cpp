@@ -1,8 +1,12 @@
-// CPU feature detection (cpuinfo, plus cpuid for AVX-VNNI) and the dispatch cap.
+// CPU feature detection (cpuinfo, plus cpuid for AVX-VNNI and AMX) and the dispatch cap.
 #include "kernels/isa.h"
 
 #include <cpuid.h>
 #include <cpuinfo.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -23,12 +27,30 @@ bool has_avx_vnni() {
   return (eax >> 4) & 1u;
 }
 
+// AMX-TILE and AMX-INT8 (CPUID.(7,0):EDX bits 24, 25), tile state enabled by the OS (XCR0 bits 17,
+// 18), and this process allowed to use it: Linux asks each process to request the tile data
+// state once (arch_prctl ARCH_REQ_XCOMP_PERM); without it the first tile instruction faults.
+bool has_amx_int8() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  if (!((edx >> 24) & 1u) || !((edx >> 25) & 1u)) return false;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !((ecx >> 27) & 1u)) return false;  // OSXSAVE
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  if (((xcr0_lo >> 17) & 3u) != 3u) return false;
+#if defined(__linux__)
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) return false;
+#endif
+  return true;
+}
+
 Isa detect() {
   if (!cpuinfo_initialize()) return Isa::kScalar;
   const bool avx2 = cpuinfo_has_x86_avx2() && cpuinfo_has_x86_fma3();
   const bool avx512 = avx2 && cpuinfo_has_x86_avx512f() && cpuinfo_has_x86_avx512bw() &&
                       cpuinfo_has_x86_avx512vl() && cpuinfo_has_x86_avx512dq();
-  if (avx512 && cpuinfo_has_x86_avx512vnni()) return Isa::kAVX512VNNI;
+  if (avx512 && cpuinfo_has_x86_avx512vnni()) return has_amx_int8() ? Isa::kAMX : Isa::kAVX512VNNI;
   if (avx512) return Isa::kAVX512;
   if (avx2 && has_avx_vnni()) return Isa::kAVXVNNI;
   if (avx2) return Isa::kAVX2;
@@ -55,6 +77,7 @@ const char* isa_name(Isa isa) {
     case Isa::kAVXVNNI: return "avx_vnni";
     case Isa::kAVX512: return "avx512";
     case Isa::kAVX512VNNI: return "avx512_vnni";
+    case Isa::kAMX: return "amx";
   }
   return "unknown";
 }
@@ -63,11 +86,11 @@ Isa parse_isa(const std::string& name) {
   std::string lower(name);
   std::transform(lower.begin(), lower.end(), lower.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  for (Isa isa : {Isa::kScalar, Isa::kAVX2, Isa::kAVXVNNI, Isa::kAVX512, Isa::kAVX512VNNI}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAVX2, Isa::kAVXVNNI, Isa::kAVX512, Isa::kAVX512VNNI, Isa::kAMX}) {
     if (lower == isa_name(isa)) return isa;
   }
   throw std::invalid_argument(
-      "ISA name should be one of scalar, avx2, avx_vnni, avx512, avx512_vnni, got '" + name + "'");
+      "ISA name should be one of scalar, avx2, avx_vnni, avx512, avx512_vnni, amx, got '" + name + "'");
 }
 
 Isa detected_isa() {
@@ -81,7 +104,7 @@ bool isa_supported(Isa isa) {
     // AVX-VNNI is its own feature: an AVX-512 VNNI CPU need not have the VEX encoding.
     return best == Isa::kAVXVNNI || (best >= Isa::kAVX2 && has_avx_vnni());
   }
-  if (isa == Isa::kAVX512 || isa == Isa::kAVX512VNNI) return best >= isa;
+  if (isa == Isa::kAVX512 || isa == Isa::kAVX512VNNI || isa == Isa::kAMX) return best >= isa;
   return static_cast<int>(isa) <= static_cast<int>(best);
 }
 

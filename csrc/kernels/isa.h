@@ -12,10 +12,11 @@ enum class Isa : int {
   kAVXVNNI = 2,     // AVX2 + AVX-VNNI (256-bit vpdpbusd)
   kAVX512 = 3,      // AVX-512 F/BW/VL/DQ
   kAVX512VNNI = 4,  // AVX-512 + VNNI
+  kAMX = 5,         // AVX-512 VNNI + AMX-INT8 tiles (and the OS's permission to use them)
 };
 
 const char* isa_name(Isa isa);
-// Parses "scalar", "avx2", "avx_vnni", "avx512", "avx512_vnni" (case-insensitive).
+// Parses "scalar", "avx2", "avx_vnni", "avx512", "avx512_vnni", "amx" (case-insensitive).
 // Throws std::invalid_argument naming the value and the accepted names.
 Isa parse_isa(const std::string& name);
 

@@ -73,6 +73,10 @@ class Converter {
     replace_observers();
     if (options_.target == "native" || options_.target == "quantx") lower_native();
     remove_redundant_pairs();
+    if (options_.target == "quantx") {
+      torch::jit::EliminateDeadCode(graph_);  // leftover dequantize nodes would count as uses
+      fuse_conv_add();
+    }
     fake_quantize_remaining_weights();
     torch::jit::EliminateDeadCode(graph_);
     describe_float_ops();
@@ -290,6 +294,7 @@ class Converter {
     if (own) inputs.push_back(graph_->insertConstant(relu != nullptr));
     Node* lowered = graph_->create(c10::Symbol::fromQualString(op_name), inputs);
     lowered->output()->setType(c10::TensorType::get());
+    lowered->copyMetadata(n);  // the layer (scope) the op came from, for reports
     graph_->insertNode(lowered);
     qparams_[lowered->output()] = {scale, zp};
     report_.push_back(describe(n) + (relu ? " + aten::relu" : "") + " -> " + op_name + (own && relu ? "(relu)" : "") +
@@ -337,6 +342,47 @@ class Converter {
       if (have.scale == s->toDouble() && have.zero_point == z->toInt()) {
         quant->output()->replaceAllUsesWith(q);
         quant->destroy();
+      }
+    }
+  }
+
+  // quantx::add(quantx::conv2d(x, w, ...), r) [+relu] -> quantx::conv2d_add(x, w, r): the residual
+  // joins the convolution's epilogue, so the conv output is never rounded to its own qparams nor
+  // written out and read back. Needs the conv output to feed only this add, and no ReLU between.
+  void fuse_conv_add() {
+    const auto add_sym = c10::Symbol::fromQualString("quantx::add");
+    const auto conv_sym = c10::Symbol::fromQualString("quantx::conv2d");
+    const auto fused_sym = c10::Symbol::fromQualString("quantx::conv2d_add");
+    std::vector<Node*> adds;
+    for_each_node(graph_->block(), [&](Node* n) {
+      if (n->kind() == add_sym) adds.push_back(n);
+    });
+    for (Node* add : adds) {
+      for (size_t i = 0; i < 2; ++i) {
+        Value* c = add->input(i);
+        Value* other = add->input(1 - i);
+        Node* conv = c->node();
+        if (conv->kind() != conv_sym || c->uses().size() != 1 || other == c ||
+            conv->owningBlock() != add->owningBlock()) {
+          continue;
+        }
+        const auto conv_relu = torch::jit::toIValue(conv->input(4));
+        if (!conv_relu || conv_relu->toBool()) continue;
+        torch::jit::WithInsertPoint guard(add);
+        Node* fused = graph_->create(fused_sym, {conv->input(0), conv->input(1), other, add->input(2), add->input(3),
+                                                 add->input(4)});
+        fused->output()->setType(c10::TensorType::get());
+        fused->copyMetadata(add);
+        graph_->insertNode(fused);
+        const auto relu = torch::jit::toIValue(add->input(4));
+        report_.push_back(std::string(layer_of(add).empty() ? "<top>" : layer_of(add)) +
+                          "  quantx::conv2d + quantx::add -> quantx::conv2d_add" +
+                          (relu && relu->toBool() ? "(relu)" : "") + "  (one rounding)");
+        if (qparams_.count(add->output())) qparams_[fused->output()] = qparams_[add->output()];
+        add->output()->replaceAllUsesWith(fused->output());
+        destroy(add);
+        destroy(conv);
+        break;
       }
     }
   }

@@ -8,7 +8,7 @@ import torch
 
 import torchquantx as tqx
 
-LEVELS = ["scalar", "avx2", "avx_vnni", "avx512", "avx512_vnni"]
+LEVELS = ["scalar", "avx2", "avx_vnni", "avx512", "avx512_vnni", "amx"]
 
 
 def run_with_env(code, **env):
@@ -46,4 +46,4 @@ def test_environment_variable_with_bad_value_gives_clear_error():
     res = run_with_env("import torch, torchquantx as t; t.quantize_per_tensor(torch.ones(3), 1.0, 0, torch.quint8)",
                        TORCHQUANTX_ISA="avx9000")
     assert res.returncode != 0
-    assert "ISA name should be one of scalar, avx2, avx_vnni, avx512, avx512_vnni, got 'avx9000'" in res.stderr
+    assert "ISA name should be one of scalar, avx2, avx_vnni, avx512, avx512_vnni, amx, got 'avx9000'" in res.stderr

@@ -418,7 +418,7 @@ def test_choose_qparams_custom_range_and_eps(gen):
 # ISA switch
 
 def test_isa_controls():
-    names = {"scalar", "avx2", "avx_vnni", "avx512", "avx512_vnni"}
+    names = {"scalar", "avx2", "avx_vnni", "avx512", "avx512_vnni", "amx"}
     try:
         assert tqx.detected_isa() in names
         assert tqx._C.isa_supported("scalar") and tqx._C.isa_supported(tqx.detected_isa())

@@ -44,7 +44,7 @@ inline __m128i pack16(__m256i h0, __m256i h1) {
 // Rows x (up to) 16 columns: one block, two 8-lane accumulators per row.
 template <class Dot, int R>
 void tile(int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b, const TileEpilogue& e,
-          uint8_t* y, int64_t ldy) {
+          uint8_t* y, int64_t ldy) {  // one block: b_stride is not needed
   const int64_t k4 = k_padded / 4;
   __m256i acc[R][2];
 #pragma GCC unroll 8
@@ -98,7 +98,7 @@ TileImpl pick(int64_t rows, std::integer_sequence<int, Rs...>) {
 
 template <class Dot>
 void gemm_tile(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b,
-               const TileEpilogue& e, uint8_t* y, int64_t ldy) {
+               int64_t /*b_stride*/, const TileEpilogue& e, uint8_t* y, int64_t ldy) {
   pick<Dot>(rows, std::make_integer_sequence<int, Dot::kRows>())(cols, k_padded, a, lda, b, e, y, ldy);
 }
 
@@ -146,7 +146,7 @@ void depthwise_pixel(int64_t taps, int64_t channels, const uint8_t* const* tap_p
 
 template <class Dot>
 GemmKernels make_kernels() {
-  return GemmKernels{gemm_tile<Dot>, 16, {0, Dot::kRows, 0, 0, 0}, depthwise_pixel<Dot>};
+  return GemmKernels{gemm_tile<Dot>, 16, {0, Dot::kRows, 0, 0, 0}, 4, 1, nullptr, nullptr, depthwise_pixel<Dot>};
 }
 
 }  // namespace tqx::kernels::ymm

@@ -85,7 +85,7 @@ struct SimdCase {
 
 std::vector<Isa> simd_isas() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::kAVX2, Isa::kAVXVNNI, Isa::kAVX512, Isa::kAVX512VNNI}) {
+  for (Isa isa : {Isa::kAVX2, Isa::kAVXVNNI, Isa::kAVX512, Isa::kAVX512VNNI, Isa::kAMX}) {
     if (kernels::isa_supported(isa)) out.push_back(isa);
   }
   return out;
@@ -152,6 +152,8 @@ const std::vector<SimdCase>& simd_cases() {
       {13, 1, 1, 40, 70, 1, 1, 1, 0, 1, 1},     // linear: 13 rows
       {1, 1, 1, 2048, 130, 1, 1, 1, 0, 1, 1},   // linear: long k (accumulator range)
       {1, 13, 11, 64, 130, 3, 3, 1, 1, 1, 1},   // rows over several im2col blocks, 3 column tiles
+      {1, 10, 10, 128, 48, 1, 1, 1, 0, 1, 1},   // 1x1 direct on every kernel (in_c % 64 == 0), 100 rows
+      {1, 3, 7, 192, 40, 1, 1, 1, 0, 1, 1},     // 1x1 direct, 21 rows: AMX reads its last tile via a copy
   };
   return cases;
 }

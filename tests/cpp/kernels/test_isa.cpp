@@ -11,7 +11,7 @@ namespace {
 using kernels::Isa;
 
 TEST(Isa, NamesRoundTrip) {
-  for (Isa isa : {Isa::kScalar, Isa::kAVX2, Isa::kAVXVNNI, Isa::kAVX512, Isa::kAVX512VNNI}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAVX2, Isa::kAVXVNNI, Isa::kAVX512, Isa::kAVX512VNNI, Isa::kAMX}) {
     EXPECT_EQ(kernels::parse_isa(kernels::isa_name(isa)), isa);
   }
   EXPECT_EQ(kernels::parse_isa("AVX2"), Isa::kAVX2);

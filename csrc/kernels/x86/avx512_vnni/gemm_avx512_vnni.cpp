@@ -7,9 +7,12 @@
 #include <utility>
 
 #include "kernels/gemm.h"
+#include "kernels/x86/kernels_avx512.h"
 
 namespace tqx::kernels {
 namespace {
+
+using avx512::requantize16;
 
 inline __m512i broadcast4(const uint8_t* p) {
   int32_t v;
@@ -17,25 +20,10 @@ inline __m512i broadcast4(const uint8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// The float epilogue of 16 columns (Note [Rounding]); returns int32 values in [qmin, qmax].
-inline __m512i requantize16(__m512i acc, __m512i zcs, const float* mult, const float* bias, const uint8_t* residual,
-                            __mmask16 mask, const TileEpilogue& e) {
-  __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, zcs));
-  v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_loadu_ps(mult)), _mm512_loadu_ps(bias));
-  if (residual != nullptr) {
-    const __m512i r = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, residual));
-    const __m512 rv = _mm512_cvtepi32_ps(_mm512_sub_epi32(r, _mm512_set1_epi32(e.residual_zero_point)));
-    v = _mm512_add_ps(v, _mm512_mul_ps(rv, _mm512_set1_ps(e.residual_multiplier)));
-  }
-  // max(v, lo) returns lo for NaN, as the reference does.
-  v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(e.lo)), _mm512_set1_ps(e.hi));
-  return _mm512_add_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(e.output_zero_point));
-}
-
 template <int R, int NB>
-void tile(int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b, const TileEpilogue& e,
-          uint8_t* y, int64_t ldy) {
-  const int64_t k4 = k_padded / 4, bstride = k4 * 64;
+void tile(int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b, int64_t bstride,
+          const TileEpilogue& e, uint8_t* y, int64_t ldy) {
+  const int64_t k4 = k_padded / 4;
   __m512i acc[R][NB];
 #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
@@ -68,8 +56,8 @@ void tile(int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const i
   }
 }
 
-using TileImpl = void (*)(int64_t, int64_t, const uint8_t*, int64_t, const int8_t*, const TileEpilogue&, uint8_t*,
-                          int64_t);
+using TileImpl = void (*)(int64_t, int64_t, const uint8_t*, int64_t, const int8_t*, int64_t, const TileEpilogue&,
+                          uint8_t*, int64_t);
 
 template <int NB, int... Rs>
 constexpr TileImpl pick(int64_t rows, std::integer_sequence<int, Rs...>) {
@@ -81,7 +69,7 @@ constexpr TileImpl pick(int64_t rows, std::integer_sequence<int, Rs...>) {
 constexpr int kMaxRows[5] = {0, 12, 12, 8, 6};
 
 void gemm_tile(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b,
-               const TileEpilogue& e, uint8_t* y, int64_t ldy) {
+               int64_t b_stride, const TileEpilogue& e, uint8_t* y, int64_t ldy) {
   TileImpl f = nullptr;
   switch ((cols + 15) / 16) {
     case 1: f = pick<1>(rows, std::make_integer_sequence<int, kMaxRows[1]>()); break;
@@ -89,42 +77,14 @@ void gemm_tile(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, i
     case 3: f = pick<3>(rows, std::make_integer_sequence<int, kMaxRows[3]>()); break;
     default: f = pick<4>(rows, std::make_integer_sequence<int, kMaxRows[4]>()); break;
   }
-  f(cols, k_padded, a, lda, b, e, y, ldy);
+  f(cols, k_padded, a, lda, b, b_stride, e, y, ldy);
 }
 
-// 16 channels of one depthwise output pixel.
-inline __m512i depthwise16(int64_t taps, int64_t cp, int64_t c0, __mmask16 mask, const uint8_t* const* tap_ptrs,
-                           const int16_t* w, __m512i xz) {
-  __m512i acc = _mm512_setzero_si512();
-  for (int64_t t = 0; t < taps; t += 2) {
-    const __m512i x0 =
-        tap_ptrs[t] != nullptr ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, tap_ptrs[t] + c0)) : xz;
-    __m512i x1 = _mm512_setzero_si512();
-    if (t + 1 < taps) {
-      x1 = tap_ptrs[t + 1] != nullptr ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, tap_ptrs[t + 1] + c0)) : xz;
-    }
-    const __m512i pair = _mm512_or_si512(x0, _mm512_slli_epi32(x1, 16));
-    acc = _mm512_dpwssd_epi32(acc, pair, _mm512_load_si512(w + ((t / 2) * cp + c0) * 2));
-  }
-  return acc;
-}
+using avx512::depthwise_pixel;
 
-void depthwise_pixel(int64_t taps, int64_t channels, const uint8_t* const* tap_ptrs, const int16_t* w,
-                     const TileEpilogue& e, uint8_t* y) {
-  const int64_t cp = (channels + 15) / 16 * 16;
-  const __m512i xz = _mm512_set1_epi32(e.input_zero_point);
-  for (int64_t c0 = 0; c0 < channels; c0 += 16) {
-    const int64_t n = channels - c0;
-    const __mmask16 mask = n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
-    const __m512i acc = depthwise16(taps, cp, c0, mask, tap_ptrs, w, xz);
-    const __m512i zcs = _mm512_mullo_epi32(xz, _mm512_loadu_si512(e.col_sums + c0));
-    const uint8_t* res = e.residual != nullptr ? e.residual + c0 : nullptr;
-    const __m512i q = requantize16(acc, zcs, e.multiplier + c0, e.bias + c0, res, mask, e);
-    _mm512_mask_cvtepi32_storeu_epi8(y + c0, mask, q);
-  }
-}
-
-const GemmKernels kKernels{gemm_tile, 64, {0, kMaxRows[1], kMaxRows[2], kMaxRows[3], kMaxRows[4]}, depthwise_pixel};
+const GemmKernels kKernels{gemm_tile,       64,      {0, kMaxRows[1], kMaxRows[2], kMaxRows[3], kMaxRows[4]},
+                           4,               1,       nullptr,
+                           nullptr,         depthwise_pixel};
 
 }  // namespace
 

@@ -1,0 +1,76 @@
+// Google Benchmark of the int8 convolution per ISA on the layers the issue names (resnet18's
+// 3x3 64->64 at 56x56, resnet50's 1x1 convolutions and classifier, a depthwise layer), one
+// thread. Counters: GMAC/s and the fraction of the vpdpbusd / tdpbusd peaks measured here.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "kernels/conv.h"
+#include "kernels/isa.h"
+#include "peak.h"
+
+namespace {
+
+using tqx::kernels::Isa;
+
+double vnni_peak() {
+  static const double p =
+      tqx::kernels::isa_supported(Isa::kAVX512VNNI) ? tqx::bench::vpdpbusd_peak_gmacs() : 0.0;
+  return p;
+}
+
+double amx_peak() {
+  static const double p = tqx::kernels::isa_supported(Isa::kAMX) ? tqx::bench::tdpbusd_peak_gmacs() : 0.0;
+  return p;
+}
+
+// args: in_c, out_c, h(=w), kernel, stride, groups
+void BM_Conv(benchmark::State& state, Isa isa) {
+  if (!tqx::kernels::isa_supported(isa)) {
+    state.SkipWithError("ISA not supported on this CPU");
+    return;
+  }
+  const int64_t c = state.range(0), oc = state.range(1), hw = state.range(2), k = state.range(3),
+                stride = state.range(4), groups = state.range(5);
+  const int64_t pad = k / 2, o = tqx::kernels::conv_out_size(hw, k, stride, pad, 1);
+  std::mt19937 rng(1);
+  std::vector<uint8_t> x(hw * hw * c), y(o * o * oc);
+  std::vector<int8_t> w(oc * k * k * (c / groups));
+  for (auto& v : x) v = static_cast<uint8_t>(rng());
+  for (auto& v : w) v = static_cast<int8_t>(rng());
+  std::vector<float> mult(oc, 1e-3f), bias(oc, 0.5f);
+  const tqx::kernels::ConvShape s{1, hw, hw, c, o, o, oc, k, k, stride, stride, pad, pad, 1, 1, groups};
+  const auto p = tqx::kernels::pack_conv_weights(w.data(), oc, k, k, c / groups, groups);
+  const tqx::kernels::ConvEpilogue e{128, mult.data(), bias.data(), 0, 0, 255};
+  for (auto _ : state) {
+    tqx::kernels::conv2d_u8s8_nhwc_packed(s, p, x.data(), e, y.data(), 0, o * o, isa);
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double macs = static_cast<double>(o * o * oc * k * k * (c / groups));
+  state.counters["GMAC/s"] = benchmark::Counter(macs * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["MACs"] = macs;
+  state.counters["vnni_peak_GMAC/s"] = vnni_peak();
+  state.counters["amx_peak_GMAC/s"] = amx_peak();
+}
+
+void ConvShapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"c", "oc", "hw", "k", "s", "g"});
+  b->Args({64, 64, 56, 3, 1, 1});       // resnet18 layer1
+  b->Args({256, 64, 56, 1, 1, 1});      // resnet50 1x1 reduce
+  b->Args({64, 256, 56, 1, 1, 1});      // resnet50 1x1 expand
+  b->Args({1024, 256, 14, 1, 1, 1});    // resnet50 layer3 reduce
+  b->Args({512, 2048, 7, 1, 1, 1});     // resnet50 layer4 expand
+  b->Args({2048, 1000, 1, 1, 1, 1});    // resnet50 fc (batch 1: a GEMV)
+  b->Args({3, 64, 224, 7, 2, 1});       // stem
+  b->Args({144, 144, 56, 3, 1, 144});   // mobilenet_v2 depthwise
+  b->Unit(benchmark::kMicrosecond);
+}
+
+BENCHMARK_CAPTURE(BM_Conv, scalar, Isa::kScalar)->Args({64, 64, 56, 3, 1, 1})->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Conv, avx2, Isa::kAVX2)->Apply(ConvShapes);
+BENCHMARK_CAPTURE(BM_Conv, avx_vnni, Isa::kAVXVNNI)->Apply(ConvShapes);
+BENCHMARK_CAPTURE(BM_Conv, avx512_vnni, Isa::kAVX512VNNI)->Apply(ConvShapes);
+BENCHMARK_CAPTURE(BM_Conv, amx, Isa::kAMX)->Apply(ConvShapes);
+
+}  // namespace

@@ -1,0 +1,59 @@
+// AVX-512 pieces shared by the AVX-512 VNNI and AMX kernels (included only by files compiled with
+// AVX-512 VNNI flags): the requantize epilogue and the depthwise pixel kernel.
+#pragma once
+
+#include <immintrin.h>
+
+#include "kernels/gemm.h"
+
+namespace tqx::kernels::avx512 {
+
+// The float epilogue of 16 columns (Note [Rounding]); returns int32 values in [qmin, qmax].
+inline __m512i requantize16(__m512i acc, __m512i zcs, const float* mult, const float* bias, const uint8_t* residual,
+                            __mmask16 mask, const TileEpilogue& e) {
+  __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, zcs));
+  v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_loadu_ps(mult)), _mm512_loadu_ps(bias));
+  if (residual != nullptr) {
+    const __m512i r = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, residual));
+    const __m512 rv = _mm512_cvtepi32_ps(_mm512_sub_epi32(r, _mm512_set1_epi32(e.residual_zero_point)));
+    v = _mm512_add_ps(v, _mm512_mul_ps(rv, _mm512_set1_ps(e.residual_multiplier)));
+  }
+  // max(v, lo) returns lo for NaN, as the reference does.
+  v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(e.lo)), _mm512_set1_ps(e.hi));
+  return _mm512_add_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(e.output_zero_point));
+}
+
+
+// 16 channels of one depthwise output pixel.
+inline __m512i depthwise16(int64_t taps, int64_t cp, int64_t c0, __mmask16 mask, const uint8_t* const* tap_ptrs,
+                           const int16_t* w, __m512i xz) {
+  __m512i acc = _mm512_setzero_si512();
+  for (int64_t t = 0; t < taps; t += 2) {
+    const __m512i x0 =
+        tap_ptrs[t] != nullptr ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, tap_ptrs[t] + c0)) : xz;
+    __m512i x1 = _mm512_setzero_si512();
+    if (t + 1 < taps) {
+      x1 = tap_ptrs[t + 1] != nullptr ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, tap_ptrs[t + 1] + c0)) : xz;
+    }
+    const __m512i pair = _mm512_or_si512(x0, _mm512_slli_epi32(x1, 16));
+    acc = _mm512_dpwssd_epi32(acc, pair, _mm512_load_si512(w + ((t / 2) * cp + c0) * 2));
+  }
+  return acc;
+}
+
+inline void depthwise_pixel(int64_t taps, int64_t channels, const uint8_t* const* tap_ptrs, const int16_t* w,
+                     const TileEpilogue& e, uint8_t* y) {
+  const int64_t cp = (channels + 15) / 16 * 16;
+  const __m512i xz = _mm512_set1_epi32(e.input_zero_point);
+  for (int64_t c0 = 0; c0 < channels; c0 += 16) {
+    const int64_t n = channels - c0;
+    const __mmask16 mask = n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
+    const __m512i acc = depthwise16(taps, cp, c0, mask, tap_ptrs, w, xz);
+    const __m512i zcs = _mm512_mullo_epi32(xz, _mm512_loadu_si512(e.col_sums + c0));
+    const uint8_t* res = e.residual != nullptr ? e.residual + c0 : nullptr;
+    const __m512i q = requantize16(acc, zcs, e.multiplier + c0, e.bias + c0, res, mask, e);
+    _mm512_mask_cvtepi32_storeu_epi8(y + c0, mask, q);
+  }
+}
+
+}  // namespace tqx::kernels::avx512
