@@ -85,6 +85,36 @@ TileEpilogue tile_epilogue(const PaddedEpilogue& p, int64_t offset, const ConvEp
                       e.residual_zero_point};
 }
 
+// memcpy / memset for the short runtime sizes of im2col (a handful to a few hundred bytes), inline:
+// 16-byte moves with an overlapping last move instead of a library call per span.
+inline void copy_short(uint8_t* dst, const uint8_t* src, int64_t n) {
+  if (n >= 128) {
+    std::memcpy(dst, src, static_cast<size_t>(n));
+  } else if (n >= 16) {
+    for (int64_t i = 0; i + 16 <= n; i += 16) __builtin_memcpy(dst + i, src + i, 16);
+    __builtin_memcpy(dst + n - 16, src + n - 16, 16);
+  } else if (n >= 8) {
+    __builtin_memcpy(dst, src, 8);
+    __builtin_memcpy(dst + n - 8, src + n - 8, 8);
+  } else if (n >= 4) {
+    __builtin_memcpy(dst, src, 4);
+    __builtin_memcpy(dst + n - 4, src + n - 4, 4);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
+}
+
+inline void fill_short(uint8_t* dst, uint8_t v, int64_t n) {
+  uint8_t pattern[16];
+  __builtin_memset(pattern, v, 16);
+  if (n >= 16) {
+    for (int64_t i = 0; i + 16 <= n; i += 16) __builtin_memcpy(dst + i, pattern, 16);
+    __builtin_memcpy(dst + n - 16, pattern, 16);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = v;
+  }
+}
+
 // Rows [m, m + rows) of group g's im2col matrix, k_eff bytes each (zeros after the k real ones).
 // With one group and no dilation, the kernel_w taps of a kernel row are adjacent pixels, so each
 // kernel row is one copy (clipped at the image edges) rather than kernel_w.
@@ -100,26 +130,26 @@ void im2col(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x, in
       const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
       const uint8_t* xrow = x + (n * s.in_h + ih) * s.in_w * s.in_c + g * cin_g;
       if (ih < 0 || ih >= s.in_h) {
-        std::memset(dst, zero, s.kernel_w * cin_g);
+        fill_short(dst, zero, s.kernel_w * cin_g);
         dst += s.kernel_w * cin_g;
       } else if (spans) {
         const int64_t lo = std::max<int64_t>(0, -iw0), hi = std::min<int64_t>(s.kernel_w, s.in_w - iw0);
-        if (lo > 0) std::memset(dst, zero, lo * cin_g);
-        if (hi > lo) std::memcpy(dst + lo * cin_g, xrow + (iw0 + lo) * s.in_c, (hi - lo) * cin_g);
-        if (hi < s.kernel_w) std::memset(dst + std::max(hi, lo) * cin_g, zero, (s.kernel_w - std::max(hi, lo)) * cin_g);
+        if (lo > 0) fill_short(dst, zero, lo * cin_g);
+        if (hi > lo) copy_short(dst + lo * cin_g, xrow + (iw0 + lo) * s.in_c, (hi - lo) * cin_g);
+        if (hi < s.kernel_w) fill_short(dst + std::max(hi, lo) * cin_g, zero, (s.kernel_w - std::max(hi, lo)) * cin_g);
         dst += s.kernel_w * cin_g;
       } else {
         for (int64_t kw = 0; kw < s.kernel_w; ++kw, dst += cin_g) {
           const int64_t iw = iw0 + kw * s.dilation_w;
           if (iw < 0 || iw >= s.in_w) {
-            std::memset(dst, zero, cin_g);
+            fill_short(dst, zero, cin_g);
           } else {
-            std::memcpy(dst, xrow + iw * s.in_c, cin_g);
+            copy_short(dst, xrow + iw * s.in_c, cin_g);
           }
         }
       }
     }
-    std::memset(dst, 0, k_eff - w.k);  // the padded k has zero weights
+    fill_short(dst, 0, k_eff - w.k);  // the padded k has zero weights
   }
 }
 

@@ -215,6 +215,24 @@ at::Tensor add(const at::Tensor& qa, const at::Tensor& qb, double scale, int64_t
   return y;
 }
 
+// float -> quint8 with our quantize kernel, written channels-last for 4-D input: the first
+// convolution of a quantx model then reads it without a layout copy.
+at::Tensor quantize_nhwc(const at::Tensor& input, double scale, int64_t zero_point) {
+  constexpr const char* op = "quantx::quantize_nhwc";
+  check_float(op, "input", input);
+  check_scale(op, scale);
+  check_zero_point(op, zero_point, 0, 255);
+  const auto fmt = input.dim() == 4 ? c10::MemoryFormat::ChannelsLast : c10::MemoryFormat::Contiguous;
+  const at::Tensor x = input.contiguous(fmt);
+  at::Tensor y = at::_empty_affine_quantized(x.sizes(), x.options().dtype(c10::kQUInt8), scale, zero_point, fmt);
+  const kernels::AffineParams p = affine(scale, zero_point, 0, 255);
+  const auto& k = kernels::quantize_kernels();
+  const float* src = x.data_ptr<float>();
+  auto* dst = reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>());
+  parallel_chunks(x.numel(), [&](int64_t b, int64_t e) { k.f32_u8_quantize(e - b, src + b, dst + b, p); });
+  return y;
+}
+
 PackedPtr conv_prepack(const at::Tensor& weight, const at::Tensor& scales, const c10::optional<at::Tensor>& bias,
                        std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
                        int64_t groups) {
@@ -244,6 +262,7 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
   m.def("linear(Tensor qx, __torch__.torch.classes.quantx.PackedConv packed, float output_scale, "
         "int output_zero_point, bool relu=False) -> Tensor");
   m.def("add(Tensor qa, Tensor qb, float output_scale, int output_zero_point, bool relu=False) -> Tensor");
+  m.def("quantize_nhwc(Tensor input, float scale, int zero_point) -> Tensor", quantize_nhwc);
 }
 
 TORCH_LIBRARY_IMPL(quantx, QuantizedCPU, m) {

@@ -76,6 +76,7 @@ class Converter {
     if (options_.target == "quantx") {
       torch::jit::EliminateDeadCode(graph_);  // leftover dequantize nodes would count as uses
       fuse_conv_add();
+      quantize_inputs_nhwc();
     }
     fake_quantize_remaining_weights();
     torch::jit::EliminateDeadCode(graph_);
@@ -384,6 +385,34 @@ class Converter {
         destroy(conv);
         break;
       }
+    }
+  }
+
+  // A float -> quint8 quantize that feeds only quantx convolutions becomes quantx::quantize_nhwc:
+  // our quantize kernel, and the channels-last layout those convolutions read.
+  void quantize_inputs_nhwc() {
+    const auto nhwc = c10::Symbol::fromQualString("quantx::quantize_nhwc");
+    const std::unordered_set<c10::Symbol> convs = {c10::Symbol::fromQualString("quantx::conv2d"),
+                                                   c10::Symbol::fromQualString("quantx::conv2d_add")};
+    std::vector<Node*> quants;
+    for_each_node(graph_->block(), [&](Node* n) {
+      if (n->kind() != c10::aten::quantize_per_tensor || !n->output()->hasUses()) return;
+      const auto dtype = torch::jit::toIValue(n->input(3));
+      if (!dtype || !dtype->isInt() || dtype->toInt() != static_cast<int64_t>(c10::kQUInt8)) return;
+      for (const auto& u : n->output()->uses()) {
+        if (!convs.count(u.user->kind()) || u.offset != 0) return;
+      }
+      quants.push_back(n);
+    });
+    for (Node* q : quants) {
+      torch::jit::WithInsertPoint guard(q);
+      Node* r = graph_->create(nhwc, {q->input(0), q->input(1), q->input(2)});
+      r->output()->setType(c10::TensorType::get());
+      r->copyMetadata(q);
+      graph_->insertNode(r);
+      if (qparams_.count(q->output())) qparams_[r->output()] = qparams_[q->output()];
+      q->output()->replaceAllUsesWith(r->output());
+      destroy(q);
     }
   }
 
