@@ -219,6 +219,9 @@ def test_traced_model_with_example_inputs():
     q = tqx.convert(p)
     x = batches(1, seed=7)[0]
     assert sqnr(model(x), q(x)) > 25
+    # Tracing records aten::_convolution; it must still lower to int8 convolutions, not stay float.
+    graph = str(q.graph)
+    assert graph.count("quantized::conv2d") == 2 and "aten::_convolution" not in graph
 
 
 @pytest.mark.parametrize("qconfig", ["x86", "fbgemm", "onednn", "qnnpack"])
@@ -355,6 +358,12 @@ def test_quantx_target_matches_native_within_one_lsb(tmp_path):
     native, ours = tqx.convert(p, target="native"), tqx.convert(p, target="quantx")
     text = tqx.summary(ours, file=io.StringIO())
     assert "quantx::conv2d(relu)" in text and "quantx::add(relu)" in text and "quantx::linear" in text
+    # conv2 + add + relu run as one fused op; the input is quantized by our kernel, channels-last.
+    assert "quantx::conv2d + quantx::add -> quantx::conv2d_add(relu)" in text
+    graph = str(ours.graph)
+    assert "quantx::conv2d_add" in graph and "quantx::add(" not in graph
+    assert "quantx::quantize_nhwc" in graph and "aten::quantize_per_tensor" not in graph
+    assert "-> float" not in text  # no quantx op is reported as running in float
     x = batches(1, seed=11)[0]
     out_scale = float(text.split("quantx::linear  out(scale=")[1].split(",")[0])
     assert float((ours(x) - native(x)).abs().max()) <= out_scale * 1.0001

@@ -65,3 +65,91 @@ def test_packed_weights_save_and_bad_input_errors(tmp_path):
     qx = torch.quantize_per_tensor(torch.randn(1, 3, 5, 5), 0.1, 128, torch.quint8)
     with pytest.raises(RuntimeError, match="quantx::conv2d: scale should be a finite number > 0, got -1"):
         torch.ops.quantx.conv2d(qx, packed, -1.0, 0)
+
+
+def _reference_conv_add(qx, qw, bias, stride, pad, qres, scale, zp, relu):
+    """One rounding of conv(x) + residual, in float64 from the integer representations."""
+    x = qx.int_repr().double() - qx.q_zero_point()
+    acc = torch.nn.functional.conv2d(x, qw.int_repr().double(), None, stride, pad)
+    ws = qw.q_per_channel_scales().float()
+    mult = (torch.tensor(qx.q_scale(), dtype=torch.float32) * ws * torch.tensor(1 / scale, dtype=torch.float32))
+    v = acc * mult.double().view(1, -1, 1, 1) + (bias.float() * torch.tensor(1 / scale, dtype=torch.float32)).double().view(1, -1, 1, 1)
+    v = v + (qres.int_repr().double() - qres.q_zero_point()) * (qres.q_scale() / scale)
+    q = torch.round(v) + zp
+    return q.clamp(zp if relu else 0, 255)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("cin,cout,k,stride", [(16, 32, 3, 1), (64, 64, 1, 1), (8, 24, 3, 2)])
+def test_conv2d_add_is_one_rounding_of_conv_plus_residual(cin, cout, k, stride, relu):
+    g = torch.Generator().manual_seed(3)
+    qx = torch.quantize_per_tensor(torch.randn(2, cin, 9, 9, generator=g), 0.03, 120, torch.quint8)
+    qw = quantized_weight(cout, cin, k)
+    bias = torch.randn(cout, generator=g)
+    pad = k // 2
+    o = (9 + 2 * pad - k) // stride + 1
+    qres = torch.quantize_per_tensor(torch.randn(2, cout, o, o, generator=g), 0.04, 130, torch.quint8)
+    packed = torch.ops.quantx.conv_prepack(qw.int_repr(), qw.q_per_channel_scales().float(), bias, [stride] * 2,
+                                           [pad] * 2, [1, 1], 1)
+    ours = torch.ops.quantx.conv2d_add(qx, packed, qres, 0.05, 100, relu)
+    ref = _reference_conv_add(qx, qw, bias, stride, pad, qres, 0.05, 100, relu)
+    diff = (ours.int_repr().double() - ref).abs()
+    # float32 epilogue vs float64 reference: ties may round apart, never more than 1 LSB.
+    assert ours.q_scale() == 0.05 and ours.q_zero_point() == 100
+    assert int(diff.max()) <= 1 and float((diff > 0).float().mean()) < 0.01
+    with pytest.raises(RuntimeError, match="quantx::conv2d_add: qres should have the convolution's output shape"):
+        torch.ops.quantx.conv2d_add(qx, packed, qres[:, :, :1], 0.05, 100, relu)
+
+
+def test_quantize_nhwc_equals_torch_and_is_channels_last():
+    x = torch.randn(2, 3, 17, 19) * 3
+    ours = torch.ops.quantx.quantize_nhwc(x, 0.02, 128)
+    theirs = torch.quantize_per_tensor(x, 0.02, 128, torch.quint8)
+    assert ours.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(ours.int_repr(), theirs.int_repr()) and ours.q_scale() == 0.02
+    flat = torch.ops.quantx.quantize_nhwc(x.view(6, -1), 0.02, 128)
+    assert torch.equal(flat.int_repr(), theirs.int_repr().view(6, -1))
+    with pytest.raises(RuntimeError, match="quantx::quantize_nhwc: zero_point"):
+        torch.ops.quantx.quantize_nhwc(x, 0.02, 300)
+
+
+LEVELS = ["scalar", "avx2", "avx_vnni", "avx512", "avx512_vnni", "amx"]
+
+
+@pytest.mark.parametrize("cin,cout,k,groups", [(64, 64, 3, 1), (3, 16, 7, 1), (32, 32, 3, 32), (20, 50, 1, 1)])
+def test_conv_kernels_agree_on_every_isa_level(cin, cout, k, groups):
+    """Every GEMM / depthwise kernel this CPU has gives the bytes of the scalar reference."""
+    g = torch.Generator().manual_seed(4)
+    qx = torch.quantize_per_tensor(torch.randn(1, cin, 15, 13, generator=g), 0.03, 120, torch.quint8)
+    qw = quantized_weight(cout, cin // groups, k)
+    packed = torch.ops.quantx.conv_prepack(qw.int_repr(), qw.q_per_channel_scales().float(), None, [1, 1],
+                                           [k // 2] * 2, [1, 1], groups)
+    outs = {}
+    try:
+        for level in LEVELS:
+            if not torchquantx._C.isa_supported(level):
+                continue
+            torchquantx.set_max_isa(level)
+            outs[level] = torch.ops.quantx.conv2d(qx, packed, 0.05, 100, False).int_repr()
+    finally:
+        torchquantx.reset_max_isa()
+    assert "scalar" in outs and len(outs) >= 2, outs.keys()
+    for level, out in outs.items():
+        assert torch.equal(out, outs["scalar"]), level
+
+
+def test_conv_result_does_not_depend_on_the_thread_count():
+    g = torch.Generator().manual_seed(5)
+    qx = torch.quantize_per_tensor(torch.randn(3, 32, 21, 17, generator=g), 0.03, 120, torch.quint8)
+    qw = quantized_weight(48, 32, 3)
+    packed = torch.ops.quantx.conv_prepack(qw.int_repr(), qw.q_per_channel_scales().float(), None, [1, 1], [1, 1],
+                                           [1, 1], 1)
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            outs.append(torch.ops.quantx.conv2d(qx, packed, 0.05, 100, True).int_repr())
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(o, outs[0]) for o in outs[1:])
