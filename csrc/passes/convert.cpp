@@ -76,6 +76,7 @@ class Converter {
     if (options_.target == "quantx") {
       torch::jit::EliminateDeadCode(graph_);  // leftover dequantize nodes would count as uses
       fuse_conv_add();
+      fuse_relu6();
       quantize_inputs_nhwc();
     }
     fake_quantize_remaining_weights();
@@ -385,6 +386,40 @@ class Converter {
         destroy(conv);
         break;
       }
+    }
+  }
+
+  // quantx::conv2d / linear followed by ReLU6 (aten::hardtanh(x, 0, 6) or aten::relu6) on the same
+  // qparams: when the int8 range tops out at or below 6 ((255 - zp) * scale <= 6) the upper clamp
+  // can never bind after saturation, so ReLU6 is exactly the ReLU flag of the kernel.
+  void fuse_relu6() {
+    const std::unordered_set<c10::Symbol> producers = {c10::Symbol::fromQualString("quantx::conv2d"),
+                                                       c10::Symbol::fromQualString("quantx::linear")};
+    std::vector<Node*> clamps;
+    for_each_node(graph_->block(), [&](Node* n) {
+      if (n->kind() == c10::aten::hardtanh || n->kind() == c10::aten::relu6) clamps.push_back(n);
+    });
+    for (Node* n : clamps) {
+      Value* c = n->input(0);
+      Node* op = c->node();
+      if (!producers.count(op->kind()) || c->uses().size() != 1) continue;
+      if (n->kind() == c10::aten::hardtanh) {
+        const auto lo = torch::jit::toIValue(n->input(1)), hi = torch::jit::toIValue(n->input(2));
+        if (!lo || !hi || !lo->isDouble() || !hi->isDouble() || lo->toDouble() != 0.0 || hi->toDouble() != 6.0) {
+          continue;
+        }
+      }
+      const auto scale = torch::jit::toIValue(op->input(2)), zp = torch::jit::toIValue(op->input(3));
+      const auto relu = torch::jit::toIValue(op->input(4));
+      if (!scale || !zp || !relu || relu->toBool()) continue;
+      if ((255 - zp->toInt()) * scale->toDouble() > 6.0) continue;
+      torch::jit::WithInsertPoint guard(op);
+      op->replaceInput(4, graph_->insertConstant(true));
+      report_.push_back(describe(op) + " + " + n->kind().toQualString() + " -> " + op->kind().toQualString() +
+                        "(relu)  (ReLU6: the int8 range ends at " + fmt((255 - zp->toInt()) * scale->toDouble()) +
+                        " <= 6)");
+      n->output()->replaceAllUsesWith(c);
+      destroy(n);
     }
   }
 
