@@ -375,3 +375,21 @@ def test_quantx_target_matches_native_within_one_lsb(tmp_path):
     res = subprocess.run([sys.executable, "-c", f"import torch; torch.jit.load({str(path)!r})"], text=True,
                          stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"})
     assert res.returncode != 0 and "_IMPORT_TORCHQUANTX_BEFORE_TORCH_JIT_LOAD" in res.stderr
+
+
+def test_quantx_target_fuses_relu6_exactly():
+    torch.backends.quantized.engine = "onednn"
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU6(), nn.Conv2d(16, 8, 1), nn.ReLU6()).eval()
+    g = torch.Generator().manual_seed(2)
+    # Inputs whose activations stay below 6: the observed int8 range then ends at or below 6.
+    data = [torch.rand(2, 3, 12, 12, generator=g) * 0.5 for _ in range(3)]
+    p = tqx.prepare(model)
+    tqx.calibrate(p, data, progress=False)
+    native, ours = tqx.convert(p, target="native"), tqx.convert(p, target="quantx")
+    graph = str(ours.graph)
+    assert "aten::hardtanh" not in graph and "aten::hardtanh" in str(native.graph)
+    text = tqx.summary(ours, file=io.StringIO())
+    assert "+ aten::hardtanh -> quantx::conv2d(relu)  (ReLU6" in text
+    x = data[0]
+    assert torch.equal(ours(x), native(x))
