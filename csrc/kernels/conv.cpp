@@ -213,6 +213,14 @@ void depthwise_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWe
                     const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end) {
   const PaddedEpilogue pe = pad_epilogue(w, e);
   TileEpilogue te = tile_epilogue(pe, 0, e);
+  if (k.depthwise_rows != nullptr) {
+    te.residual = e.residual;
+    const DepthwiseShape ds{s.in_h,     s.in_w,     s.in_c,     s.out_h,      s.out_w,
+                            s.kernel_h, s.kernel_w, s.stride_h, s.stride_w,   s.pad_h,
+                            s.pad_w,    s.dilation_h, s.dilation_w};
+    k.depthwise_rows(ds, x, reinterpret_cast<const int16_t*>(w.packed.data()), te, y, m_begin, m_end);
+    return;
+  }
   const int64_t taps = s.kernel_h * s.kernel_w;
   std::vector<const uint8_t*> tap_ptrs(static_cast<size_t>(taps));
   const auto* wp = reinterpret_cast<const int16_t*>(w.packed.data());

@@ -33,6 +33,17 @@ using GemmTileFn = void (*)(int64_t rows, int64_t cols, int64_t k_padded, const 
 using DepthwisePixelFn = void (*)(int64_t taps, int64_t channels, const uint8_t* const* tap_ptrs,
                                   const int16_t* w, const TileEpilogue& e, uint8_t* y);
 
+// A depthwise convolution's geometry for the row kernels (a plain copy of ConvShape's fields).
+struct DepthwiseShape {
+  int64_t in_h, in_w, channels, out_h, out_w, kernel_h, kernel_w;
+  int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+};
+
+// Output pixels [m_begin, m_end) of a depthwise convolution (weights as for DepthwisePixelFn);
+// e's residual, when set, points at pixel 0 of the residual tensor.
+using DepthwiseRowsFn = void (*)(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e,
+                                 uint8_t* y, int64_t m_begin, int64_t m_end);
+
 struct GemmKernels {
   GemmTileFn tile;
   int64_t max_cols;     // columns per call (a multiple of 16)
@@ -42,6 +53,7 @@ struct GemmKernels {
   void (*begin)();      // null, or called by each thread before its first tile of a call (AMX: tile config)
   void (*end)();        // null, or called after its last tile
   DepthwisePixelFn depthwise;
+  DepthwiseRowsFn depthwise_rows = nullptr;  // optional faster whole-range kernel
 };
 
 // Null when this build lacks the ISA.

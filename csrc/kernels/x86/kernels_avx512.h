@@ -56,4 +56,93 @@ inline void depthwise_pixel(int64_t taps, int64_t channels, const uint8_t* const
   }
 }
 
+// Channel block outer, pixels inner: the block's weights, column sums and epilogue vectors stay in
+// registers while the pixels stream by; interior pixels take fixed tap offsets, border pixels the
+// checked path (padding contributes the input zero point, as in the reference).
+inline void depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e,
+                           uint8_t* y, int64_t m_begin, int64_t m_end) {
+  constexpr int kMaxTaps = 25;  // up to 5x5 keeps everything in the fast path
+  const int64_t taps = s.kernel_h * s.kernel_w, c = s.channels, cp = (c + 15) / 16 * 16;
+  if (taps > kMaxTaps) {
+    // Large kernels: the per-pixel kernel with explicit tap pointers.
+    const uint8_t* ptrs[64 * 64];
+    for (int64_t m = m_begin; m < m_end; ++m) {
+      const int64_t n = m / (s.out_h * s.out_w), oh = m / s.out_w % s.out_h, ow = m % s.out_w;
+      int64_t t = 0;
+      for (int64_t kh = 0; kh < s.kernel_h; ++kh) {
+        const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
+        for (int64_t kw = 0; kw < s.kernel_w; ++kw, ++t) {
+          const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
+          ptrs[t] = ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w ? nullptr
+                                                                     : x + ((n * s.in_h + ih) * s.in_w + iw) * c;
+        }
+      }
+      TileEpilogue pe = e;
+      if (e.residual != nullptr) pe.residual = e.residual + m * c;
+      depthwise_pixel(taps, c, ptrs, w, pe, y + m * c);
+    }
+    return;
+  }
+  int64_t off[kMaxTaps], dh[kMaxTaps], dw[kMaxTaps];
+  for (int64_t kh = 0, t = 0; kh < s.kernel_h; ++kh) {
+    for (int64_t kw = 0; kw < s.kernel_w; ++kw, ++t) {
+      dh[t] = kh * s.dilation_h;
+      dw[t] = kw * s.dilation_w;
+      off[t] = (dh[t] * s.in_w + dw[t]) * c;
+    }
+  }
+  const __m512i xz = _mm512_set1_epi32(e.input_zero_point);
+  for (int64_t c0 = 0; c0 < c; c0 += 16) {
+    const int64_t left = c - c0;
+    const __mmask16 mask = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+    __m512i wv[(kMaxTaps + 1) / 2];
+    for (int64_t p = 0; p < (taps + 1) / 2; ++p) wv[p] = _mm512_load_si512(w + (p * cp + c0) * 2);
+    const __m512i zcs = _mm512_mullo_epi32(xz, _mm512_loadu_si512(e.col_sums + c0));
+    const __m512 mult = _mm512_loadu_ps(e.multiplier + c0), bias = _mm512_loadu_ps(e.bias + c0);
+    const __m512 lo = _mm512_set1_ps(e.lo), hi = _mm512_set1_ps(e.hi), rmult = _mm512_set1_ps(e.residual_multiplier);
+    const __m512i yz = _mm512_set1_epi32(e.output_zero_point), rz = _mm512_set1_epi32(e.residual_zero_point);
+    const uint8_t* const residual = e.residual;
+    int64_t n = m_begin / (s.out_h * s.out_w), oh = m_begin / s.out_w % s.out_h, ow = m_begin % s.out_w;
+    for (int64_t m = m_begin; m < m_end; ++m) {
+      const int64_t ih0 = oh * s.stride_h - s.pad_h, iw0 = ow * s.stride_w - s.pad_w;
+      const bool inside = ih0 >= 0 && iw0 >= 0 && ih0 + (s.kernel_h - 1) * s.dilation_h < s.in_h &&
+                          iw0 + (s.kernel_w - 1) * s.dilation_w < s.in_w;
+      const uint8_t* base = x + ((n * s.in_h + ih0) * s.in_w + iw0) * c + c0;
+      auto load = [&](int64_t t) -> __m512i {
+        if (t >= taps) return _mm512_setzero_si512();
+        if (!inside) {
+          const int64_t ih = ih0 + dh[t], iw = iw0 + dw[t];
+          if (ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w) return xz;
+        }
+        return _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, base + off[t]));
+      };
+      // Two independent chains halve the dependent vpdpwssd latency per pixel.
+      __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+      for (int64_t t = 0; t < taps; t += 4) {
+        acc0 = _mm512_dpwssd_epi32(acc0, _mm512_or_si512(load(t), _mm512_slli_epi32(load(t + 1), 16)), wv[t / 2]);
+        if (t + 2 < taps) {
+          acc1 = _mm512_dpwssd_epi32(acc1, _mm512_or_si512(load(t + 2), _mm512_slli_epi32(load(t + 3), 16)),
+                                     wv[t / 2 + 1]);
+        }
+      }
+      const __m512i acc = _mm512_add_epi32(acc0, acc1);
+      // The epilogue with the block's vectors in registers (y's stores cannot alias them).
+      __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, zcs)), mult), bias);
+      if (residual != nullptr) {
+        const __m512i r = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, residual + m * c + c0));
+        v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(r, rz)), rmult));
+      }
+      v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+      _mm512_mask_cvtepi32_storeu_epi8(y + m * c + c0, mask, _mm512_add_epi32(_mm512_cvtps_epi32(v), yz));
+      if (++ow == s.out_w) {
+        ow = 0;
+        if (++oh == s.out_h) {
+          oh = 0;
+          ++n;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace tqx::kernels::avx512

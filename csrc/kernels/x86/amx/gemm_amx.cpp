@@ -92,7 +92,8 @@ void gemm_tile(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, i
   return tile_impl<1, 1>(rows, cols, k_padded, a, lda, b, b_stride, e, y, ldy);
 }
 
-const GemmKernels kKernels{gemm_tile, 32, {0, 32, 32, 0, 0}, 64, 16, begin, end, avx512::depthwise_pixel};
+const GemmKernels kKernels{gemm_tile, 32, {0, 32, 32, 0, 0}, 64, 16, begin, end, avx512::depthwise_pixel,
+                           avx512::depthwise_rows};
 
 }  // namespace
 

@@ -84,7 +84,7 @@ using avx512::depthwise_pixel;
 
 const GemmKernels kKernels{gemm_tile,       64,      {0, kMaxRows[1], kMaxRows[2], kMaxRows[3], kMaxRows[4]},
                            4,               1,       nullptr,
-                           nullptr,         depthwise_pixel};
+                           nullptr,         depthwise_pixel, avx512::depthwise_rows};
 
 }  // namespace
 
