@@ -154,8 +154,9 @@ def convert(prepared: torch.jit.ScriptModule, target: str = "native") -> torch.j
     """The int8 model of a calibrated prepared module (which itself is not changed).
 
     target "native": PyTorch's quantized operators; the saved file loads in stock PyTorch.
-    target "quantx": torchquantx's own int8 kernels for conv2d, linear and add (scalar reference
-    kernels for now: correct, not yet fast), PyTorch's for the rest; loading needs torchquantx.
+    target "quantx": torchquantx's own int8 kernels (AMX / AVX-512 VNNI / AVX-VNNI / AVX2, chosen at
+    run time) for conv2d, linear and add, with conv+add(+ReLU) and ReLU6 fused into the convolution
+    and the input quantized channels-last; PyTorch's ops for the rest; loading needs torchquantx.
     target "reference": float ops between quantize/dequantize pairs, for checking numerics.
     """
     if target not in TARGETS:
