@@ -295,6 +295,10 @@ void conv2d_u8s8_nhwc_packed(const ConvShape& s, const PackedConvWeights& w, con
                              const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end, Isa isa) {
   if (m_begin >= m_end) return;
   const GemmKernels* k = gemm_kernels_for(isa);
+  // A few rows (a linear layer at batch 1) fill a fraction of an AMX tile: vpdpbusd is faster there.
+  if (k != nullptr && k->row_align > 1 && m_end - m_begin < k->row_align) {
+    if (const GemmKernels* v = gemm_kernels_avx512_vnni()) k = v;
+  }
   if (k == nullptr) {
     conv2d_u8s8_nhwc_scalar_rows(s, x, w.ohwi.data(), e, y, m_begin, m_end);
   } else if (w.depthwise) {
