@@ -213,7 +213,7 @@ void depthwise_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWe
                     const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end) {
   const PaddedEpilogue pe = pad_epilogue(w, e);
   TileEpilogue te = tile_epilogue(pe, 0, e);
-  if (k.depthwise_rows != nullptr) {
+  if (k.depthwise_rows != nullptr && s.kernel_h * s.kernel_w <= kDepthwiseRowsMaxTaps) {
     te.residual = e.residual;
     const DepthwiseShape ds{s.in_h,     s.in_w,     s.in_c,     s.out_h,      s.out_w,
                             s.kernel_h, s.kernel_w, s.stride_h, s.stride_w,   s.pad_h,

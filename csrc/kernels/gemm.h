@@ -39,8 +39,9 @@ struct DepthwiseShape {
   int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
 };
 
-// Output pixels [m_begin, m_end) of a depthwise convolution (weights as for DepthwisePixelFn);
+// Output pixels [m_begin, m_end) of a depthwise convolution of at most kDepthwiseRowsMaxTaps taps (weights as for DepthwisePixelFn);
 // e's residual, when set, points at pixel 0 of the residual tensor.
+constexpr int kDepthwiseRowsMaxTaps = 25;  // up to 5x5
 using DepthwiseRowsFn = void (*)(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e,
                                  uint8_t* y, int64_t m_begin, int64_t m_end);
 

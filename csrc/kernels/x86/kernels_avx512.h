@@ -59,30 +59,11 @@ inline void depthwise_pixel(int64_t taps, int64_t channels, const uint8_t* const
 // Channel block outer, pixels inner: the block's weights, column sums and epilogue vectors stay in
 // registers while the pixels stream by; interior pixels take fixed tap offsets, border pixels the
 // checked path (padding contributes the input zero point, as in the reference).
+// Kernels of up to kDepthwiseRowsMaxTaps taps (the driver sends larger ones to depthwise_pixel).
 inline void depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e,
                            uint8_t* y, int64_t m_begin, int64_t m_end) {
-  constexpr int kMaxTaps = 25;  // up to 5x5 keeps everything in the fast path
+  constexpr int kMaxTaps = kDepthwiseRowsMaxTaps;
   const int64_t taps = s.kernel_h * s.kernel_w, c = s.channels, cp = (c + 15) / 16 * 16;
-  if (taps > kMaxTaps) {
-    // Large kernels: the per-pixel kernel with explicit tap pointers.
-    const uint8_t* ptrs[64 * 64];
-    for (int64_t m = m_begin; m < m_end; ++m) {
-      const int64_t n = m / (s.out_h * s.out_w), oh = m / s.out_w % s.out_h, ow = m % s.out_w;
-      int64_t t = 0;
-      for (int64_t kh = 0; kh < s.kernel_h; ++kh) {
-        const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
-        for (int64_t kw = 0; kw < s.kernel_w; ++kw, ++t) {
-          const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
-          ptrs[t] = ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w ? nullptr
-                                                                     : x + ((n * s.in_h + ih) * s.in_w + iw) * c;
-        }
-      }
-      TileEpilogue pe = e;
-      if (e.residual != nullptr) pe.residual = e.residual + m * c;
-      depthwise_pixel(taps, c, ptrs, w, pe, y + m * c);
-    }
-    return;
-  }
   int64_t off[kMaxTaps], dh[kMaxTaps], dw[kMaxTaps];
   for (int64_t kh = 0, t = 0; kh < s.kernel_h; ++kh) {
     for (int64_t kw = 0; kw < s.kernel_w; ++kw, ++t) {

@@ -148,6 +148,7 @@ const std::vector<SimdCase>& simd_cases() {
       {1, 9, 9, 21, 21, 3, 3, 2, 1, 1, 21},     // depthwise, stride 2, channel tail
       {2, 7, 7, 72, 72, 5, 5, 1, 2, 1, 72},     // depthwise 5x5 (odd number of taps)
       {1, 4, 4, 5, 5, 1, 1, 1, 0, 1, 5},        // depthwise 1x1 (single tap)
+      {1, 9, 8, 20, 20, 7, 7, 1, 3, 1, 20},     // depthwise 7x7: more taps than the row kernel takes
       {1, 6, 6, 4, 4, 3, 3, 1, 3, 1, 4},        // depthwise, padding wider than the kernel
       {13, 1, 1, 40, 70, 1, 1, 1, 0, 1, 1},     // linear: 13 rows
       {1, 1, 1, 2048, 130, 1, 1, 1, 0, 1, 1},   // linear: long k (accumulator range)
