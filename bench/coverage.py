@@ -27,7 +27,6 @@ import argparse
 import collections
 import io
 import json
-import math
 import os
 import platform
 import re
@@ -42,6 +41,7 @@ import torch
 from torch import nn
 
 from custom_models import ControlFlowNet, LoopListCatNet, PreluGeluLnSoftmaxNet, set_bn_stats
+from metrics import sqnr_db
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -138,14 +138,6 @@ def fx_traceable(model: nn.Module) -> str:
         return "yes"
     except Exception as e:
         return "no: " + first_line(e)
-
-
-def sqnr_db(ref: torch.Tensor, approx: torch.Tensor) -> float:
-    noise = (ref.double() - approx.double()).pow(2).sum().item()
-    signal = ref.double().pow(2).sum().item()
-    if noise == 0:
-        return math.inf
-    return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
 
 
 # ---------------------------------------------------------------------------------------------

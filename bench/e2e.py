@@ -57,6 +57,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from metrics import sqnr_db  # bench/ is the script's directory, so it is on sys.path
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_OUT = os.path.join(HERE, "results", "e2e.json")
@@ -97,14 +99,6 @@ def first_line(e: BaseException) -> str:
 
 def progress(msg: str) -> None:
     print(PROGRESS + msg, flush=True)
-
-
-def sqnr_db(ref: torch.Tensor, approx: torch.Tensor) -> float:
-    noise = (ref.double() - approx.double()).pow(2).sum().item()
-    signal = ref.double().pow(2).sum().item()
-    if noise == 0:
-        return math.inf
-    return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
 
 
 def json_float(v: float) -> Any:
