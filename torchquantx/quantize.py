@@ -11,6 +11,7 @@ objects to them and drives the calibration loop.
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
 
 import torch
@@ -23,6 +24,8 @@ except ImportError:  # pragma: no cover - tqdm is a dependency
 QCONFIGS = ("x86", "fbgemm", "onednn", "qnnpack")
 TARGETS = ("native", "quantx", "reference")
 
+from .calibration import set_calibration_method
+from .observers import check_method
 from .stubs import with_torchquantx_stubs
 
 _raw_prepare = torch.ops.quantx.prepare
@@ -58,11 +61,15 @@ OBSERVERS = ("histogram", "minmax", "moving_average_minmax")
 
 def prepare(model: torch.nn.Module, qconfig: str = "x86", *, example_inputs: Optional[Any] = None,
             skip: Sequence[str] = (), skip_types: Sequence[Any] = (),
-            observer: Optional[str] = None) -> torch.jit.ScriptModule:
+            observer: Optional[str] = None, method: Optional[str] = None,
+            percentile: float = 99.99) -> torch.jit.ScriptModule:
     """A quantization-ready copy of `model` with observers at every activation that will be int8.
 
     qconfig: "x86" (default), "fbgemm", "onednn" or "qnnpack", as torch.ao.quantization's presets.
     observer: activation observer, "histogram" (default), "minmax" or "moving_average_minmax".
+    method: how histogram observers set ranges: "minmax" (default), "percentile", "entropy", "mse"
+    or "auto"; percentile is used by "percentile" and "auto". torchquantx.set_calibration_method
+    changes it after calibration.
     skip: module names (e.g. "classifier" or "layer4.1") whose ops stay in float.
     skip_types: module classes (or class names) whose instances stay in float, e.g. (nn.LayerNorm,).
     The model is not modified. Scripting is tried first; example_inputs switches to tracing.
@@ -74,6 +81,12 @@ def prepare(model: torch.nn.Module, qconfig: str = "x86", *, example_inputs: Opt
             raise ValueError(f"torchquantx.prepare: observer should be one of {', '.join(OBSERVERS)}, got "
                              f"{observer!r}")
         qconfig = f"{qconfig};activation_observer={observer}"
+    if method is not None:
+        check_method("torchquantx.prepare", method, percentile)
+        if method != "minmax" and observer not in (None, "histogram"):
+            raise ValueError(f"torchquantx.prepare: method={method!r} needs observer='histogram' (the default), "
+                             f"got observer={observer!r}")
+        qconfig = f"{qconfig};activation_method={method};activation_percentile={float(percentile)!r}"
     if isinstance(model, torch._C.ScriptModule):
         cpp = model
     else:
@@ -82,7 +95,12 @@ def prepare(model: torch.nn.Module, qconfig: str = "x86", *, example_inputs: Opt
             raise ValueError("torchquantx.prepare: the model is in training mode; call model.eval() first")
         cpp = scripted._c
     type_names = [t if isinstance(t, str) else t.__name__ for t in skip_types]
-    return torch.jit._recursive.wrap_cpp_module(_raw_prepare(cpp, qconfig, list(skip), type_names))
+    prepared = torch.jit._recursive.wrap_cpp_module(_raw_prepare(cpp, qconfig, list(skip), type_names))
+    if method is not None and method != "minmax":
+        # TODO(#5): the prepare pass should pass QConfig::activation_method into the ObserverSpec
+        # (insert_observers.cpp); until it does, the observers are switched here.
+        set_calibration_method(prepared, method, percentile=percentile)
+    return prepared
 
 
 def _observer_stats(prepared: torch.jit.ScriptModule):
@@ -165,7 +183,16 @@ def convert(prepared: torch.jit.ScriptModule, target: str = "native") -> torch.j
     if not isinstance(cpp, torch._C.ScriptModule):
         raise TypeError(f"torchquantx.convert: pass the module returned by torchquantx.prepare, got "
                         f"{type(prepared).__name__}")
-    return torch.jit._recursive.wrap_cpp_module(_raw_convert(cpp, target))
+    converted = torch.jit._recursive.wrap_cpp_module(_raw_convert(cpp, target))
+    unreached = [line for line in _raw_summary(converted._c).splitlines() if line.endswith(_UNREACHED)]
+    if unreached:
+        warnings.warn("torchquantx.convert: no calibration batch entered the if/loop branches of these ops; they "
+                      "stay in float (calibrate with data that takes those branches to quantize them):\n  " +
+                      "\n  ".join(line.split(" -> ")[0] for line in unreached), stacklevel=2)
+    return converted
+
+
+_UNREACHED = "(its branch never ran during calibration)"
 
 
 def quantize_dynamic(model: torch.nn.Module, dtype: torch.dtype = torch.qint8, *, per_channel: bool = True,

@@ -106,6 +106,7 @@ class Converter {
   void replace_observers() {
     auto calls = observer_calls(*graph_);
     drop_non_float_observers(calls);
+    drop_unreached_observers(calls);
     std::vector<std::string> empty, nonfinite;
     for (const auto& [call, attr] : calls) {
       const c10::IValue obs = module_.attr(attr);
@@ -144,9 +145,21 @@ class Converter {
     }
     for (const auto& [call, attr] : calls) {
       (void)call;
-      module_._ivalue()->unsafeRemoveAttr(attr);  // needs the type's slot: before the type forgets it
-      module_._ivalue()->type()->unsafeRemoveAttribute(attr);
+      remove_observer_attr(attr);
     }
+  }
+
+  // Observers shared by several values (a cat's inputs and output) are removed once, and only
+  // when no call to them is left in the graph.
+  void remove_observer_attr(const std::string& attr) {
+    if (!module_._ivalue()->type()->hasAttribute(attr)) return;
+    bool used = false;
+    for_each_node(graph_->block(), [&](Node* n) {
+      used = used || (n->kind() == c10::prim::GetAttr && n->s(c10::attr::name) == attr && n->hasUses());
+    });
+    if (used) return;
+    module_._ivalue()->unsafeRemoveAttr(attr);  // needs the type's slot: before the type forgets it
+    module_._ivalue()->type()->unsafeRemoveAttribute(attr);
   }
 
   // Values that turned out to be integer tensors during calibration are not quantized.
@@ -159,13 +172,54 @@ class Converter {
         Node* get = call->input(0)->node();
         call->destroy();
         if (!get->hasUses()) get->destroy();
-        module_._ivalue()->unsafeRemoveAttr(attr);
-        module_._ivalue()->type()->unsafeRemoveAttribute(attr);
+        remove_observer_attr(attr);
       } else {
         kept.emplace_back(call, attr);
       }
     }
     calls.swap(kept);
+  }
+
+  // Observers inside if/loop bodies that no calibration batch entered (while the rest of the model
+  // saw data) watch code that calibration cannot reach - e.g. nn.MultiheadAttention's slow path,
+  // which frozen weights never take. Those regions stay float; observers at the top level of the
+  // graph that saw nothing still fail (uncalibrated model, or data not reaching them).
+  void drop_unreached_observers(std::vector<std::pair<Node*, std::string>>& calls) {
+    bool any_data = false;
+    for (const auto& [call, attr] : calls) {
+      (void)call;
+      if (call_method(module_.attr(attr), "batches").toInt() > 0) any_data = true;
+    }
+    if (!any_data) return;
+    std::vector<std::pair<Node*, std::string>> kept;
+    std::string unreached;
+    for (const auto& [call, attr] : calls) {
+      if (call->owningBlock() != graph_->block() && call_method(module_.attr(attr), "batches").toInt() == 0) {
+        unreached += "\n  " + describe_value(call->input(1));
+        unreached_blocks_.insert(call->owningBlock());
+        call->output()->replaceAllUsesWith(call->input(1));
+        Node* get = call->input(0)->node();
+        call->destroy();
+        if (!get->hasUses()) get->destroy();
+        remove_observer_attr(attr);
+      } else {
+        kept.emplace_back(call, attr);
+      }
+    }
+    calls.swap(kept);
+    if (!unreached.empty() && options_.warn_unreached) {
+      TORCH_WARN("torchquantx.convert: no calibration batch reached these values inside if/loop branches; "
+                 "their branches stay in float (calibrate with data that takes them to quantize them):",
+                 unreached);
+    }
+  }
+
+  bool in_unreached_block(const Node* n) const {
+    for (const torch::jit::Block* b = n->owningBlock(); b != nullptr;
+         b = b->owningNode() ? b->owningNode()->owningBlock() : nullptr) {
+      if (unreached_blocks_.count(b)) return true;
+    }
+    return false;
   }
 
   // ---- native lowering ----------------------------------------------------------------------
@@ -314,6 +368,13 @@ class Converter {
     if (!q) return;
     torch::jit::WithInsertPoint guard(n);
     Node* clone = graph_->createClone(n, [&](Value* v) { return v == n->input(0) ? q : v; });
+    if (rule.native_op != nullptr) {  // a stand-in that accepts what int8 producers return
+      Node* other = graph_->create(c10::Symbol::fromQualString(rule.native_op), clone->inputs());
+      other->output()->setType(n->output()->type());
+      other->copyMetadata(n);
+      clone->destroy();
+      clone = other;
+    }
     graph_->insertNode(clone);
     int8_clones_.insert(clone);
     Value* dq = graph_->insert(c10::aten::dequantize, {clone->output()});
@@ -491,6 +552,7 @@ class Converter {
         return;
       }
       const char* why = options_.qconfig.skips(n)            ? "skipped by request"
+                        : in_unreached_block(n)          ? "its branch never ran during calibration"
                         : find_rule(n) != nullptr        ? "its inputs are not quantized here"
                                                          : "not in the op registry; runs in float with "
                                                            "dequantize/quantize around it";
@@ -513,7 +575,8 @@ class Converter {
   std::shared_ptr<Graph> graph_;
   std::unordered_map<Value*, QParams> qparams_;
   std::unordered_set<Node*> destroyed_;
-  std::unordered_set<Node*> int8_clones_;  // same-qparams ops now running on quantized tensors
+  std::unordered_set<Node*> int8_clones_;
+  std::unordered_set<const torch::jit::Block*> unreached_blocks_;  // if/loop bodies calibration never entered  // same-qparams ops now running on quantized tensors
   std::vector<std::string> report_;
 };
 

@@ -21,8 +21,12 @@
 namespace tqx::passes {
 
 struct ConvertOptions {
-  std::string target = "native";  // "native" (PyTorch quantized:: ops); "quantx" arrives with #4
+  std::string target = "native";  // "native" (PyTorch quantized:: ops), "quantx" or "reference"
   QConfig qconfig;
+  // Warn (TORCH_WARN) about if/loop branches no calibration batch entered, which stay float. The
+  // dispatcher op turns it off: its warnings reach Python only as log lines, so the Python face
+  // warns from the summary instead.
+  bool warn_unreached = true;
 };
 
 // Converts a calibrated prepared module in place (callers pass a clone). Fills `report` with one

@@ -3,6 +3,7 @@
 
 #include <torch/csrc/jit/ir/ir.h>
 
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -61,9 +62,42 @@ struct Annotator {
   const Regions& regions;
   std::unordered_set<Value*> quantized;  // values that will be int8
   std::vector<Value*> to_observe;
+  std::unordered_set<Value*> observed;
+  std::unordered_map<Value*, Value*> qparams_from;  // same-qparams outputs -> their input
+  std::unordered_map<Value*, Value*> group;          // union-find over values sharing one observer
 
   void observe(Value* v) {
-    if (quantized.insert(v).second) to_observe.push_back(v);
+    if (quantized.insert(v).second) {
+      to_observe.push_back(v);
+      observed.insert(v);
+    }
+  }
+
+  // The observed value whose qparams v carries (through same-qparams ops), or nullptr.
+  Value* qparams_source(Value* v) const {
+    for (auto it = qparams_from.find(v); it != qparams_from.end(); it = qparams_from.find(v)) v = it->second;
+    return observed.count(v) ? v : nullptr;
+  }
+
+  Value* root(Value* v) {
+    auto it = group.find(v);
+    if (it == group.end() || it->second == v) return v;
+    return it->second = root(it->second);
+  }
+
+  // A cat's inputs and output share one observer (as PyTorch FX does), so the cat copies bytes
+  // and never requantizes: the range is the union of all of them.
+  void share(const std::vector<Value*>& values) {
+    Value* first = nullptr;
+    for (Value* v : values) {
+      Value* src = qparams_source(v);
+      if (src == nullptr) continue;  // e.g. a fixed-qparams sigmoid: the cat requantizes it
+      if (first == nullptr) {
+        first = root(src);
+      } else {
+        group[root(src)] = first;
+      }
+    }
   }
 
   void visit(Node* n) {
@@ -89,9 +123,20 @@ struct Annotator {
         } else {
           observe(n->output());
         }
+        if (rule->native == NativeLowering::kCat) {
+          std::vector<Value*> members(n->input(rule->activations[0])->node()->inputs().begin(),
+                                      n->input(rule->activations[0])->node()->inputs().end());
+          members.push_back(n->output());
+          share(members);
+        }
         break;
       }
       case QuantKind::kSameQParams:
+        if (quantized.count(n->input(0))) {
+          quantized.insert(n->output());
+          qparams_from[n->output()] = n->input(0);
+        }
+        break;
       case QuantKind::kFixedQParams:
         if (quantized.count(n->input(0))) quantized.insert(n->output());
         break;
@@ -139,11 +184,17 @@ int64_t insert_observers(torch::jit::Module& module, const QConfig& qconfig) {
   Value* self = graph->inputs().at(0);
   const observers::ObserverSpec spec = activation_spec(qconfig);
   int64_t count = 0;
+  std::unordered_map<Value*, std::string> attr_of_root;  // one observer per sharing group
   for (Value* v : a.to_observe) {
-    const std::string attr = kObserverPrefix + std::to_string(count++);
-    c10::IValue obs = observers::make_observer(spec);
-    module.register_attribute(attr, obs.type(), obs);
-    insert_call(*graph, self, v, attr);
+    Value* r = a.root(v);
+    auto it = attr_of_root.find(r);
+    if (it == attr_of_root.end()) {
+      const std::string attr = kObserverPrefix + std::to_string(count++);
+      c10::IValue obs = observers::make_observer(spec);
+      module.register_attribute(attr, obs.type(), obs);
+      it = attr_of_root.emplace(r, attr).first;
+    }
+    insert_call(*graph, self, v, it->second);
   }
   return count;
 }

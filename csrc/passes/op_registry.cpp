@@ -33,7 +33,7 @@ const std::vector<OpRule>& table() {
     {"aten::upsample_bilinear2d",  K::kSameQParams,   {0},    -1,    false, L::kSameOp,     nullptr,                 nullptr,                    0, 0, nullptr},
     {"aten::flatten",              K::kSameQParams,   {0},    -1,    false, L::kSameOp,     nullptr,                 nullptr,                    0, 0, nullptr},
     {"aten::reshape",              K::kSameQParams,   {0},    -1,    false, L::kSameOp,     nullptr,                 nullptr,                    0, 0, nullptr},
-    {"aten::view",                 K::kSameQParams,   {0},    -1,    false, L::kSameOp,     nullptr,                 nullptr,                    0, 0, nullptr},
+    {"aten::view",                 K::kSameQParams,   {0},    -1,    false, L::kSameOp,     "aten::reshape",         nullptr,                    0, 0, nullptr},
     {"aten::permute",              K::kSameQParams,   {0},    -1,    false, L::kSameOp,     nullptr,                 nullptr,                    0, 0, nullptr},
     {"aten::transpose",            K::kSameQParams,   {0},    -1,    false, L::kSameOp,     nullptr,                 nullptr,                    0, 0, nullptr},
     {"aten::contiguous",           K::kSameQParams,   {0},    -1,    false, L::kSameOp,     nullptr,                 nullptr,                    0, 0, nullptr},

@@ -33,7 +33,9 @@ struct OpRule {
   int weight;                    // index of a constant float weight (conv, linear), or -1
   bool fuses_relu;               // a following relu folds into the kernel (single use)
   NativeLowering native;
-  const char* native_op;         // the quantized:: op (kConv/kLinear/kBinary/kCat/kQParamsArg)
+  const char* native_op;         // the quantized:: op (kConv/kLinear/kBinary/kCat/kQParamsArg); for kSameOp,
+                                 // when set, the op that replaces it on int8 tensors (view -> reshape: int8
+                                 // producers may return channels-last tensors, which view cannot flatten)
   const char* native_relu_op;    // its fused-relu variant, or nullptr
   double fixed_scale;            // kFixedQParams (quint8 output)
   int64_t fixed_zero_point;

@@ -31,7 +31,9 @@ torch::jit::Module prepare(const torch::jit::Module& model, const std::string& q
   return prepared;
 }
 
-torch::jit::Module convert(const torch::jit::Module& prepared, const std::string& target) {
+namespace {
+
+torch::jit::Module convert_impl(const torch::jit::Module& prepared, const std::string& target, bool warn) {
   TORCH_CHECK(prepared.hasattr(kQConfigAttr), "torchquantx.convert: the module was not made by "
               "torchquantx.prepare (it has no ", kQConfigAttr, " attribute); call prepare first");
   TORCH_CHECK(!prepared.hasattr(kSummaryAttr), "torchquantx.convert: the module is already converted");
@@ -39,10 +41,17 @@ torch::jit::Module convert(const torch::jit::Module& prepared, const std::string
   tqx::passes::ConvertOptions options;
   options.target = target;
   options.qconfig = QConfig::deserialize(out.attr(kQConfigAttr).toStringRef());
+  options.warn_unreached = warn;
   std::string report;
   tqx::passes::convert_module(out, options, &report);
   out.register_attribute(kSummaryAttr, c10::StringType::get(), "target=" + target + "\n" + report);
   return out;
+}
+
+}  // namespace
+
+torch::jit::Module convert(const torch::jit::Module& prepared, const std::string& target) {
+  return convert_impl(prepared, target, /*warn=*/true);
 }
 
 torch::jit::Module quantize_dynamic(const torch::jit::Module& model, bool weight_per_channel, bool reduce_range,
@@ -100,7 +109,7 @@ c10::IValue prepare_op(c10::IValue module, std::string qconfig, c10::optional<st
 }
 
 c10::IValue convert_op(c10::IValue module, std::string target) {
-  return torchquantx::convert(module_arg("quantx::convert", module), target)._ivalue();
+  return torchquantx::convert_impl(module_arg("quantx::convert", module), target, /*warn=*/false)._ivalue();
 }
 
 c10::IValue quantize_dynamic_op(c10::IValue module, bool weight_per_channel, bool reduce_range, std::string engine) {

@@ -6,6 +6,7 @@
 #include <torch/csrc/jit/testing/file_check.h>
 
 #include <limits>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -288,6 +289,53 @@ TEST(InsertObservers, SkippedModuleClassesStayUnobserved) {
   }
 }
 
+// Before: conv a, conv b (and a max-pooled a) -> cat. After: the conv outputs and the cat output
+// call one shared observer (pooling keeps its input's qparams), so after convert the cat's inputs
+// and output have identical qparams and quantized::cat only copies.
+TEST(InsertObservers, CatInputsAndOutputShareOneObserver) {
+  at::manual_seed(15);
+  Module m = make_module("CatNet");
+  m.register_parameter("wa", at::randn({4, 3, 3, 3}) * 0.3, false);
+  m.register_parameter("wb", at::randn({4, 3, 3, 3}) * 2.0, false);
+  m.register_parameter("wc", at::randn({2, 8, 1, 1}) * 0.3, false);
+  m.define(R"JIT(
+def forward(self, x):
+    a = torch.max_pool2d(torch.conv2d(x, self.wa, None, [1, 1], [1, 1]), [2, 2])
+    b = torch.conv2d(x, self.wb, None, [2, 2], [1, 1])
+    return torch.conv2d(torch.cat([a, b], 1), self.wc)
+)JIT");
+  m.eval();
+  Module prepared = prepare(m, "x86");
+  const auto graph = prepared.get_method("forward").graph();
+  const auto calls = observer_calls(*graph);
+  std::map<std::string, int> uses;
+  for (const auto& c : calls) ++uses[c.attr];
+  // x; {conv a, conv b, cat} shared; the last conv's output.
+  ASSERT_EQ(uses.size(), 3u) << *graph;
+  int shared = 0;
+  for (const auto& [attr, n] : uses) shared = std::max(shared, n);
+  EXPECT_EQ(shared, 3) << *graph;
+
+  for (int i = 0; i < 4; ++i) prepared.forward({at::randn({2, 3, 8, 8})});
+  Module q = convert(prepared, "x86", "native");
+  const auto qgraph = q.get_method("forward").graph();
+  const auto cats = nodes_of_kind(*qgraph, "quantized::cat");
+  ASSERT_EQ(cats.size(), 1u) << *qgraph;
+  const double cat_scale = torch::jit::toIValue(cats[0]->input(2))->toDouble();
+  int feeding = 0;
+  for (const Node* conv : nodes_of_kind(*qgraph, "quantized::conv2d")) {
+    if (conv->output()->uses()[0].user->kind() == c10::prim::ListConstruct ||
+        conv->output()->uses()[0].user->kind() == c10::aten::max_pool2d) {
+      ++feeding;
+      EXPECT_EQ(torch::jit::toIValue(conv->input(2))->toDouble(), cat_scale) << *conv;
+    }
+  }
+  EXPECT_EQ(feeding, 2) << *qgraph;
+  EXPECT_FALSE(has_attr_with_prefix(q, passes::kObserverPrefix));
+  const at::Tensor x = at::randn({2, 3, 8, 8});
+  EXPECT_LT(relative_error(q.forward({x}).toTensor(), m.forward({x}).toTensor()), 0.1);
+}
+
 TEST(InsertObservers, ObservesValuesInsideIfAndLoopBlocks) {
   at::manual_seed(14);
   Module m = prepare(make_branchy_net(), "x86");
@@ -561,6 +609,31 @@ TEST(Convert, Conv1dWithRelu) {
   EXPECT_LT(relative_error(q.forward({x}).toTensor(), m.forward({x}).toTensor()), 0.1);
 }
 
+// Int8 convolutions return channels-last tensors, which view(N, -1) cannot flatten: on int8
+// tensors aten::view becomes aten::reshape (before: conv -> view -> linear; after: quantized conv
+// -> reshape -> quantized linear, and it runs).
+TEST(Convert, ViewOfAnInt8ConvOutputBecomesReshape) {
+  at::manual_seed(30);
+  Module m = make_module("ConvView");
+  m.register_parameter("w", at::randn({8, 3, 3, 3}) * 0.3, false);
+  m.register_parameter("fc", at::randn({4, 8 * 6 * 6}) * 0.05, false);
+  m.define(R"JIT(
+def forward(self, x):
+    y = torch.relu(torch.conv2d(x, self.w))
+    return torch.linear(y.view(y.size(0), -1), self.fc)
+)JIT");
+  m.eval();
+  Module prepared = prepare(m, "x86");
+  for (int i = 0; i < 4; ++i) prepared.forward({at::randn({2, 3, 8, 8})});
+  for (const char* target : {"native", "quantx"}) {
+    Module q = convert(prepared, "x86", target);
+    const auto graph = q.get_method("forward").graph();
+    FileCheck().check("conv2d")->check("aten::reshape")->check("linear")->check_not("aten::view")->run(*graph);
+    const at::Tensor x = at::randn({2, 3, 8, 8});
+    EXPECT_LT(relative_error(q.forward({x}).toTensor(), m.forward({x}).toTensor()), 0.1) << target;
+  }
+}
+
 // Integer tensor arithmetic (index computations) is not an activation: it should neither be
 // observed nor break calibration.
 TEST(Convert, IntegerTensorArithmeticIsLeftAlone) {
@@ -589,13 +662,26 @@ TEST(Convert, BeforeCalibrationListsTheEmptyObservers) {
   EXPECT_NE(msg.find("head (aten::linear)"), std::string::npos) << msg;
 }
 
-TEST(Convert, PartialCalibrationNamesOnlyTheUnreachedObservers) {
+TEST(Convert, BranchNoCalibrationReachedStaysFloat) {
   at::manual_seed(24);
   Module float_net = make_branchy_net();
   Module prepared = prepare(float_net, "x86");
   for (int i = 0; i < 3; ++i) prepared.forward({at::rand({2, 3, 8, 8}) + 0.1});  // positive: the `if` branch only
-  const std::string msg = error_of([&] { convert(prepared, "x86", "native"); });
-  EXPECT_NE(msg.find("1 of 5 observers saw no data"), std::string::npos) << msg;
+  {
+    // Before: 5 observers, one in the else branch with no data. After: that branch keeps its float
+    // conv (with a warning naming the value), everything else is int8.
+    std::string report;
+    Module partial = convert(prepared, "x86", "native", &report);
+    const auto graph = partial.get_method("forward").graph();
+    EXPECT_EQ(count_kind(*graph, "quantized::conv2d"), 2) << *graph;
+    const auto float_convs = nodes_of_kind(*graph, "aten::conv2d");
+    ASSERT_EQ(float_convs.size(), 1u) << *graph;
+    EXPECT_EQ(float_convs[0]->owningBlock()->owningNode()->kind(), c10::prim::If) << *graph;
+    EXPECT_NE(report.find("its branch never ran during calibration"), std::string::npos) << report;
+    // (Only inputs like the calibration data: the input's range never saw negative values.)
+    const at::Tensor x = at::rand({2, 3, 8, 8}) + 0.1;
+    EXPECT_LT(relative_error(partial.forward({x}).toTensor(), float_net.forward({x}).toTensor()), 0.1);
+  }
 
   prepared.forward({-at::rand({2, 3, 8, 8}) - 0.1});
   Module q = convert(prepared, "x86", "native");
