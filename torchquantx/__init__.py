@@ -10,7 +10,8 @@ from ._library import library_path, load as _load
 _load()
 
 from . import _C  # noqa: E402  (needs the library loaded first)
-from . import observers, ops, quantize  # noqa: E402
+from . import calibration, observers, ops, quantize  # noqa: E402
+from .calibration import calibration_method, compare_methods, set_calibration_method  # noqa: E402
 from .observers import (  # noqa: E402
     HistogramObserver,
     MinMaxObserver,
@@ -58,7 +59,8 @@ def reset_max_isa() -> None:
 
 
 __all__ = [
-    "calibrate", "convert", "prepare", "quantize_dynamic", "quantize_weights", "summary", "QuantStub", "DeQuantStub",
+    "calibrate", "calibration", "calibration_method", "compare_methods", "convert", "prepare",
+    "set_calibration_method", "quantize_dynamic", "quantize_weights", "summary", "QuantStub", "DeQuantStub",
     "HistogramObserver", "MinMaxObserver", "MovingAverageMinMaxObserver", "MovingAveragePerChannelMinMaxObserver",
     "PerChannelMinMaxObserver", "active_isa", "choose_qparams", "dequantize_per_channel", "dequantize_per_tensor",
     "detected_isa", "fake_quantize_learnable_per_channel", "fake_quantize_learnable_per_tensor",

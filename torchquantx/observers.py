@@ -116,21 +116,57 @@ class MovingAveragePerChannelMinMaxObserver(MinMaxObserver):
         self.ch_axis = ch_axis
 
 
+METHODS = ("minmax", "percentile", "entropy", "mse", "auto")
+
+
+def check_method(owner: str, method: str, percentile: float) -> None:
+    """Raises ValueError unless `method` is a range-setting method and `percentile` is in (0, 100]."""
+    if method not in METHODS:
+        raise ValueError(f"{owner}: method should be one of {', '.join(METHODS)}, got {method!r}")
+    if not 0.0 < percentile <= 100.0:
+        raise ValueError(f"{owner}: percentile should be in (0, 100] (e.g. 99.99), got {percentile}")
+
+
 class HistogramObserver(MinMaxObserver):
     """A fixed-bin histogram whose range grows by exact power-of-two re-binning and that can merge.
 
-    qparams come from the exact observed min/max for now; the histogram (``histogram()``,
-    ``quantile()``) is the input of the percentile / entropy / MSE range setting methods.
+    ``method`` says how ``calculate_qparams()`` turns the histogram into a clipping range:
+    "minmax" (the exact observed range; default), "percentile" (the range holding ``percentile`` %
+    of the values), "entropy" (TensorRT's minimum KL divergence), "mse" (minimum expected squared
+    error, rounding and clipping together) or "auto" (per tensor, the best of those four by the
+    histogram's estimate of the SQNR of this observer's tensor). The histogram keeps everything
+    each method needs, so ``set_method`` can change it after calibration.
     """
 
     def __init__(self, bins: int = 2048, dtype: torch.dtype = torch.quint8,
                  qscheme: torch.qscheme = torch.per_tensor_affine, reduce_range: bool = False,
-                 quant_min: Optional[int] = None, quant_max: Optional[int] = None, eps: float = EPS) -> None:
+                 quant_min: Optional[int] = None, quant_max: Optional[int] = None, eps: float = EPS,
+                 method: str = "minmax", percentile: float = 99.99) -> None:
         torch.nn.Module.__init__(self)
         if not 1 <= bins <= 1 << 24:
             raise ValueError(f"{type(self).__name__}: bins should be in [1, 16777216], got {bins}")
+        check_method(type(self).__name__, method, percentile)
         self._setup(dtype, qscheme, _PER_TENSOR, reduce_range, quant_min, quant_max,
                     lambda lo, hi, sym: torch.classes.quantx.HistogramObserver(bins, lo, hi, sym, eps))
+        self.impl.set_method(method, percentile)
+
+    @torch.jit.export
+    def set_method(self, method: str, percentile: float = 99.99) -> None:
+        """Changes the range-setting method of calculate_qparams(); the statistics stay."""
+        self.impl.set_method(method, percentile)
+
+    @torch.jit.export
+    def method(self) -> str:
+        return self.impl.method()
+
+    @torch.jit.export
+    def percentile(self) -> float:
+        return self.impl.percentile()
+
+    @torch.jit.export
+    def estimate(self, method: str, percentile: float = 99.99) -> Tuple[float, float, float, str]:
+        """(lo, hi, estimated SQNR in dB, method that chose) of `method`, without switching to it."""
+        return self.impl.estimate(method, percentile)
 
     @torch.jit.export
     def histogram(self) -> Tuple[Tensor, float, float]:

@@ -18,6 +18,10 @@ struct ObserverSpec {
   int64_t axis = 0;               // per-channel kinds
   double averaging_constant = 0.01;  // moving-average kinds
   int64_t bins = 2048;            // histogram
+  // histogram: the range-setting method of calculate_qparams (kernels/range_search.h) and the
+  // percentile that "percentile" and "auto" use. Other kinds accept only "minmax".
+  std::string method = "minmax";
+  double percentile = 99.99;
 };
 
 // The observer object (a torch.classes.quantx.* instance) as an IValue; throws on unknown kinds.

@@ -84,10 +84,10 @@ at::Tensor float_vector_tensor(const std::vector<float>& v) {
   return t;
 }
 
-void check_state_version(const char* observer, int64_t version) {
-  TORCH_CHECK(version == kObserverStateVersion, observer, ": saved state has version ", version,
-              ", this torchquantx reads version ", kObserverStateVersion,
-              "; re-run calibration with this version");
+void check_state_version(const char* observer, int64_t version, int64_t newest) {
+  TORCH_CHECK(version >= 1 && version <= newest, observer, ": saved state has version ", version,
+              ", this torchquantx reads versions 1 to ", newest,
+              "; re-run calibration with this version (or load the file with a newer torchquantx)");
 }
 
 }  // namespace tqx::observers

@@ -40,8 +40,9 @@ std::tuple<at::Tensor, at::Tensor> qparams_from_bounds(const ObserverConfig& cfg
 
 at::Tensor float_vector_tensor(const std::vector<float>& v);
 
-// Current version of the pickled state of every observer class.
+// Version of the pickled state of the observer classes; a class whose state grew keeps its own
+// newer version (HistogramObserver: 2) and reads every version from 1 up to it.
 constexpr int64_t kObserverStateVersion = 1;
-void check_state_version(const char* observer, int64_t version);
+void check_state_version(const char* observer, int64_t version, int64_t newest = kObserverStateVersion);
 
 }  // namespace tqx::observers

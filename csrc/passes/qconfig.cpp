@@ -4,8 +4,11 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <sstream>
 
+#include "kernels/range_search.h"
 #include "passes/graph_utils.h"
 
 namespace tqx::passes {
@@ -25,6 +28,26 @@ bool parse_bool(const std::string& key, const std::string& value) {
   if (value == "1" || value == "true" || value == "True") return true;
   if (value == "0" || value == "false" || value == "False") return false;
   TORCH_CHECK(false, "qconfig ", key, " should be true or false, got '", value, "'");
+}
+
+double parse_percentile(const std::string& value) {
+  double p = std::nan("");
+  size_t used = 0;
+  try {
+    p = std::stod(value, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  TORCH_CHECK(used == value.size() && p > 0.0 && p <= 100.0,
+              "qconfig activation_percentile should be a number in (0, 100], got '", value, "'");
+  return p;
+}
+
+// The shortest text that reads back as the same double.
+std::string shortest(double v) {
+  char buf[32];
+  const auto res = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, res.ptr);
 }
 
 }  // namespace
@@ -56,15 +79,25 @@ QConfig QConfig::preset_named(const std::string& spec) {
                   "qconfig activation_observer should be histogram, minmax or moving_average_minmax, got '", value,
                   "'");
       q.activation_observer = value;
+    } else if (key == "activation_method") {
+      kernels::RangeMethod m;
+      TORCH_CHECK(kernels::parse_range_method(value, &m), "qconfig activation_method should be one of ",
+                  kernels::range_method_names(), ", got '", value, "'");
+      q.activation_method = value;
+    } else if (key == "activation_percentile") {
+      q.activation_percentile = parse_percentile(value);
     } else if (key == "activation_reduce_range") {
       q.activation_reduce_range = parse_bool(key, value);
     } else if (key == "weight_per_channel") {
       q.weight_per_channel = parse_bool(key, value);
     } else {
-      TORCH_CHECK(false, "qconfig override key should be one of activation_observer, activation_reduce_range, "
-                  "weight_per_channel, got '", key, "'");
+      TORCH_CHECK(false, "qconfig override key should be one of activation_observer, activation_method, "
+                  "activation_percentile, activation_reduce_range, weight_per_channel, got '", key, "'");
     }
   }
+  TORCH_CHECK(q.activation_method == "minmax" || q.activation_observer == "histogram", "qconfig activation_method=",
+              q.activation_method, " needs activation_observer=histogram, got activation_observer=",
+              q.activation_observer);
   return q;
 }
 
@@ -86,7 +119,8 @@ bool QConfig::skips(const torch::jit::Node* node) const {
 std::string QConfig::serialize() const {
   std::ostringstream os;
   os << "preset=" << preset << ";activation_reduce_range=" << activation_reduce_range
-     << ";activation_observer=" << activation_observer << ";weight_per_channel=" << weight_per_channel
+     << ";activation_observer=" << activation_observer << ";activation_method=" << activation_method
+     << ";activation_percentile=" << shortest(activation_percentile) << ";weight_per_channel=" << weight_per_channel
      << ";engine=" << engine << ";skip_modules=";
   for (size_t i = 0; i < skip_modules.size(); ++i) os << (i ? "," : "") << skip_modules[i];
   os << ";skip_types=";
@@ -103,6 +137,8 @@ QConfig QConfig::deserialize(const std::string& text) {
     if (key == "preset") q.preset = value;
     else if (key == "activation_reduce_range") q.activation_reduce_range = value == "1";
     else if (key == "activation_observer") q.activation_observer = value;
+    else if (key == "activation_method") q.activation_method = value;
+    else if (key == "activation_percentile") q.activation_percentile = parse_percentile(value);
     else if (key == "weight_per_channel") q.weight_per_channel = value == "1";
     else if (key == "engine") q.engine = value;
     else if (key == "skip_modules") q.skip_modules = split(value, ',');

@@ -15,6 +15,10 @@ struct QConfig {
   c10::ScalarType activation_dtype = c10::kQUInt8;
   bool activation_reduce_range = true;
   std::string activation_observer = "histogram";  // histogram | minmax | moving_average_minmax
+  // How histogram observers set their range (kernels/range_search.h): minmax | percentile |
+  // entropy | mse | auto; the percentile is used by "percentile" and "auto".
+  std::string activation_method = "minmax";
+  double activation_percentile = 99.99;
   // Weights: symmetric, per output channel or per tensor.
   c10::ScalarType weight_dtype = c10::kQInt8;
   bool weight_per_channel = true;
@@ -29,6 +33,8 @@ struct QConfig {
   // this torch has no fbgemm), "onednn" (full-range activations, per-channel weights),
   // "qnnpack" (full-range activations, per-tensor weights). The same meaning as
   // torch.ao.quantization.get_default_qconfig(name). Throws naming the value otherwise.
+  // Overrides follow as ";key=value": activation_observer, activation_method,
+  // activation_percentile, activation_reduce_range, weight_per_channel.
   static QConfig preset_named(const std::string& name);
 
   // True when `layer` ("layer4.1.conv2") is one of skip_modules or inside one, or when one of
