@@ -10,7 +10,7 @@ from ._library import library_path, load as _load
 _load()
 
 from . import _C  # noqa: E402  (needs the library loaded first)
-from . import calibration, observers, ops, quantize  # noqa: E402
+from . import calibration, observers, ops, quantize, recovery  # noqa: E402
 from .calibration import calibration_method, compare_methods, set_calibration_method  # noqa: E402
 from .observers import (  # noqa: E402
     HistogramObserver,
@@ -20,6 +20,7 @@ from .observers import (  # noqa: E402
     PerChannelMinMaxObserver,
 )
 from .quantize import calibrate, convert, prepare, quantize_dynamic, quantize_weights, summary  # noqa: E402
+from .recovery import bias_correction, equalize  # noqa: E402
 from .stubs import DeQuantStub, QuantStub  # noqa: E402
 from .ops import (  # noqa: E402
     choose_qparams,
@@ -59,6 +60,7 @@ def reset_max_isa() -> None:
 
 
 __all__ = [
+    "bias_correction", "equalize", "recovery",
     "calibrate", "calibration", "calibration_method", "compare_methods", "convert", "prepare",
     "set_calibration_method", "quantize_dynamic", "quantize_weights", "summary", "QuantStub", "DeQuantStub",
     "HistogramObserver", "MinMaxObserver", "MovingAverageMinMaxObserver", "MovingAveragePerChannelMinMaxObserver",

@@ -13,7 +13,7 @@
 
 namespace tqx::passes {
 
-void canonicalize_graph(std::shared_ptr<torch::jit::Graph>& graph) {
+void canonicalize_graph(std::shared_ptr<torch::jit::Graph>& graph, const BeforeBatchNormFold& hook) {
   torch::jit::Inline(*graph);
   // Traced models record aten::_convolution; the registry knows aten::conv1d/conv2d/conv3d.
   torch::jit::graph_rewrite_helper::replaceConvolutionWithAtenConv(graph);
@@ -22,6 +22,7 @@ void canonicalize_graph(std::shared_ptr<torch::jit::Graph>& graph) {
   torch::jit::RemoveTensorMutation(graph);
   torch::jit::ConstantPropagation(graph);
   torch::jit::PeepholeOptimize(graph);
+  if (hook) hook(*graph);
   torch::jit::FoldFrozenConvBatchnorm(graph);
   torch::jit::FoldFrozenConvAddOrSub(graph);
   torch::jit::FoldFrozenConvMulOrDiv(graph);
@@ -29,14 +30,14 @@ void canonicalize_graph(std::shared_ptr<torch::jit::Graph>& graph) {
   torch::jit::EliminateDeadCode(graph);
 }
 
-torch::jit::Module canonicalize(const torch::jit::Module& module) {
+torch::jit::Module canonicalize(const torch::jit::Module& module, const BeforeBatchNormFold& hook) {
   TORCH_CHECK(!module.is_training(), "torchquantx.prepare: the model should be in eval mode for post-training "
               "quantization; call model.eval() first (quantization-aware training uses prepare_qat)");
   TORCH_CHECK(module.find_method("forward").has_value(), "torchquantx.prepare: the model has no forward method");
   torch::jit::Module frozen = torch::jit::freeze_module(module, /*preservedAttrs=*/{}, /*freezeInterfaces=*/true,
                                                         /*preserveParameters=*/false);
   auto graph = frozen.get_method("forward").graph();
-  canonicalize_graph(graph);
+  canonicalize_graph(graph, hook);
   return frozen;
 }
 

@@ -9,11 +9,18 @@
 
 #include <torch/csrc/jit/api/module.h>
 
+#include <functional>
+
 namespace tqx::passes {
 
-torch::jit::Module canonicalize(const torch::jit::Module& module);
+// Optional: sees the graph just before BatchNorm is folded (inlined, functional), for passes that
+// need what folding erases (equalize.cpp records BatchNorm statistics); convolution nodes keep
+// their identity through the folding.
+using BeforeBatchNormFold = std::function<void(torch::jit::Graph&)>;
+
+torch::jit::Module canonicalize(const torch::jit::Module& module, const BeforeBatchNormFold& hook = nullptr);
 
 // The cleanup part alone, for graphs (used by tests and after other passes).
-void canonicalize_graph(std::shared_ptr<torch::jit::Graph>& graph);
+void canonicalize_graph(std::shared_ptr<torch::jit::Graph>& graph, const BeforeBatchNormFold& hook = nullptr);
 
 }  // namespace tqx::passes
