@@ -80,6 +80,8 @@ def main(argv: List[str] | None = None) -> int:
     p.add_argument("--calib-batches", type=int, default=32, help="calibration batches of 64 images (default 32)")
     p.add_argument("--qconfig", default="x86", choices=["x86", "fbgemm", "onednn", "qnnpack"],
                    help="quantization preset (default x86)")
+    p.add_argument("--target", default="quantx", choices=["quantx", "native"],
+                   help="int8 runtime: torchquantx's kernels (default) or PyTorch's quantized ops")
     p.add_argument("--train-images", type=int, default=None,
                    help="train on the first N training images only (default: all 60000)")
     p.add_argument("--seed", type=int, default=0)
@@ -112,7 +114,7 @@ def main(argv: List[str] | None = None) -> int:
     calib = [x_train[i * 64:(i + 1) * 64] for i in range(args.calib_batches)]
     prepared = tqx.prepare(model, args.qconfig)
     tqx.calibrate(prepared, calib, progress=progress)
-    qmodel = tqx.convert(prepared)
+    qmodel = tqx.convert(prepared, args.target)
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path, int8_path = os.path.join(tmp, "fp32.pt"), os.path.join(tmp, "int8.pt")
         scripted = torch.jit.script(model)
@@ -121,7 +123,7 @@ def main(argv: List[str] | None = None) -> int:
         fp32_size, int8_size = os.path.getsize(fp32_path), os.path.getsize(int8_path)
         reloaded = torch.jit.load(int8_path)
     summary = tqx.summary(qmodel, file=io.StringIO())
-    int8_ops = sum(" -> quantized::" in line for line in summary.splitlines())
+    int8_ops = sum(" -> quantized::" in line or " -> quantx::" in line for line in summary.splitlines())
     float_ops = sum(" -> float" in line for line in summary.splitlines())
 
     logits = predict(model, x_test)
@@ -143,7 +145,7 @@ def main(argv: List[str] | None = None) -> int:
         ("latency, 1 image", f"{lat[0][0]:.3f} ms", f"{lat[0][1]:.3f} ms ({lat[0][0] / lat[0][1]:.2f}x)"),
         ("latency, 256 images", f"{lat[1][0]:.2f} ms", f"{lat[1][1]:.2f} ms ({lat[1][0] / lat[1][1]:.2f}x)"),
     ]
-    print(f"quantized with qconfig '{args.qconfig}', target native: {int8_ops} int8 kernels, {float_ops} float ops; "
+    print(f"quantized with qconfig '{args.qconfig}', target {args.target}: {int8_ops} int8 kernels, {float_ops} float ops; "
           "saved and reloaded with torch.jit")
     print(f"\n{'':24s}{'fp32':>14s}   int8")
     for name, a, b in rows:

@@ -22,9 +22,8 @@ except ImportError:  # pragma: no cover - tqdm is a dependency
     tqdm = None
 
 QCONFIGS = ("x86", "fbgemm", "onednn", "qnnpack")
-TARGETS = ("native", "quantx", "reference")
+TARGETS = ("quantx", "native", "reference")
 
-from .calibration import set_calibration_method
 from .observers import check_method
 from .stubs import with_torchquantx_stubs
 
@@ -95,12 +94,7 @@ def prepare(model: torch.nn.Module, qconfig: str = "x86", *, example_inputs: Opt
             raise ValueError("torchquantx.prepare: the model is in training mode; call model.eval() first")
         cpp = scripted._c
     type_names = [t if isinstance(t, str) else t.__name__ for t in skip_types]
-    prepared = torch.jit._recursive.wrap_cpp_module(_raw_prepare(cpp, qconfig, list(skip), type_names))
-    if method is not None and method != "minmax":
-        # TODO(#5): the prepare pass should pass QConfig::activation_method into the ObserverSpec
-        # (insert_observers.cpp); until it does, the observers are switched here.
-        set_calibration_method(prepared, method, percentile=percentile)
-    return prepared
+    return torch.jit._recursive.wrap_cpp_module(_raw_prepare(cpp, qconfig, list(skip), type_names))
 
 
 def _observer_stats(prepared: torch.jit.ScriptModule):
@@ -168,13 +162,14 @@ def calibrate(prepared: torch.jit.ScriptModule, data: Iterable[Any], num_batches
     return prepared
 
 
-def convert(prepared: torch.jit.ScriptModule, target: str = "native") -> torch.jit.ScriptModule:
+def convert(prepared: torch.jit.ScriptModule, target: str = "quantx") -> torch.jit.ScriptModule:
     """The int8 model of a calibrated prepared module (which itself is not changed).
 
-    target "native": PyTorch's quantized operators; the saved file loads in stock PyTorch.
-    target "quantx": torchquantx's own int8 kernels (AMX / AVX-512 VNNI / AVX-VNNI / AVX2, chosen at
-    run time) for conv2d, linear and add, with conv+add(+ReLU) and ReLU6 fused into the convolution
-    and the input quantized channels-last; PyTorch's ops for the rest; loading needs torchquantx.
+    target "quantx" (default): torchquantx's own int8 kernels (AMX / AVX-512 VNNI / AVX-VNNI / AVX2,
+    chosen at run time) for conv2d, linear and add, with conv+add(+ReLU) and ReLU6 fused into the
+    convolution and the input quantized channels-last; PyTorch's quantized ops for the rest.
+    Loading the saved file needs `import torchquantx` first.
+    target "native": PyTorch's quantized operators only; the saved file loads in stock PyTorch.
     target "reference": float ops between quantize/dequantize pairs, for checking numerics.
     """
     if target not in TARGETS:

@@ -16,10 +16,11 @@ torch::jit::Module prepare(const torch::jit::Module& model, const std::string& q
                            const std::vector<std::string>& skip = {},
                            const std::vector<std::string>& skip_types = {});
 
-// An int8 copy of a calibrated prepared module. target "native" runs PyTorch's quantized::
+// An int8 copy of a calibrated prepared module. target "quantx" (default) runs torchquantx's own
+// int8 kernels (loading the saved file needs the library); "native" runs PyTorch's quantized::
 // operators (the file loads in stock PyTorch); "reference" keeps float ops between
 // quantize/dequantize pairs (for debugging numerics).
-torch::jit::Module convert(const torch::jit::Module& prepared, const std::string& target = "native");
+torch::jit::Module convert(const torch::jit::Module& prepared, const std::string& target = "quantx");
 
 // Dynamic quantization: linear layers get int8 weights packed once and quantize their inputs
 // per batch at run time (quantized::linear_dynamic). No calibration needed.

@@ -149,6 +149,8 @@ struct Annotator {
 observers::ObserverSpec activation_spec(const QConfig& q) {
   observers::ObserverSpec spec;
   spec.kind = q.activation_observer;
+  spec.method = q.activation_method;
+  spec.percentile = q.activation_percentile;
   const kernels::QRange r = kernels::quant_range(
       q.activation_dtype == c10::kQInt8 ? kernels::QFormat::kInt8 : kernels::QFormat::kUInt8,
       q.activation_reduce_range);

@@ -148,7 +148,7 @@ std::tuple<std::vector<std::string>, std::vector<int64_t>, std::vector<int64_t>>
 
 TORCH_LIBRARY_FRAGMENT(quantx, m) {
   m.def("prepare(Any module, str qconfig=\"x86\", str[]? skip=None, str[]? skip_types=None) -> Any", prepare_op);
-  m.def("convert(Any module, str target=\"native\") -> Any", convert_op);
+  m.def("convert(Any module, str target=\"quantx\") -> Any", convert_op);
   m.def("summary(Any module) -> str", summary_op);
   m.def("quantize_weights(Any module, int bits=8) -> Any", quantize_weights_op);
   m.def("quantize_dynamic(Any module, bool weight_per_channel=True, bool reduce_range=False, "

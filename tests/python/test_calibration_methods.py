@@ -306,9 +306,6 @@ def test_qconfig_overrides():
         raw(scripted, "x86;activation_observer=minmax;activation_method=mse", [], [])
 
 
-@pytest.mark.xfail(reason="TODO(#5): insert_observers.cpp does not yet copy QConfig::activation_method into the "
-                          "ObserverSpec; torchquantx.prepare(method=...) switches the observers itself meanwhile",
-                   strict=False)
 def test_qconfig_method_reaches_the_observers():
     prepared = torch.ops.quantx.prepare.raw(torch.jit.script(Net().eval())._c, "x86;activation_method=mse", [], [])
     assert {obs.method() for _, _, obs in tqx.calibration.observers(prepared)} == {"mse"}

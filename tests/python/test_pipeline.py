@@ -44,17 +44,19 @@ def sqnr(ref, out):
     return 10 * math.log10(ref.pow(2).sum().item() / (ref - out).pow(2).sum().item())
 
 
-def quantized(model=None, **kw):
+def quantized(model=None, target=None, **kw):
     p = tqx.prepare(model or make_net(), **kw)
     tqx.calibrate(p, batches(), progress=False)
-    return p, tqx.convert(p)
+    return p, (tqx.convert(p) if target is None else tqx.convert(p, target))
 
 
 def test_end_to_end_is_int8_and_close_to_float():
     model = make_net()
-    _, q = quantized(model)
+    _, q = quantized(model)  # the default target: torchquantx's kernels
     text = tqx.summary(q, file=io.StringIO())
-    assert "quantized::conv2d_relu" in text and "quantized::add_relu" in text and "quantized::linear" in text
+    assert text.startswith("target=quantx")
+    assert "-> quantx::conv2d(relu)" in text and "-> quantx::conv2d_add(relu)" in text and "-> quantx::linear" in text
+    assert "-> float" not in text
     x = batches(1, seed=9)[0]
     assert sqnr(model(x), q(x)) > 25
 
@@ -137,7 +139,7 @@ class TwoBlocks(nn.Module):
 @pytest.mark.parametrize("skip_types", [(Block,), ("Block",)])
 def test_skip_types_keeps_module_classes_in_float(skip_types):
     torch.manual_seed(0)
-    _, q = quantized(TwoBlocks().eval(), skip_types=skip_types)
+    _, q = quantized(TwoBlocks().eval(), target="native", skip_types=skip_types)
     text = tqx.summary(q, file=io.StringIO())
     assert "stem  aten::conv2d -> quantized::conv2d" in text
     assert "a.conv  aten::conv2d -> float (skipped by request)" in text
@@ -198,7 +200,7 @@ def test_errors_are_clear():
         tqx.calibrate(p, [], progress=False)
     with pytest.raises(RuntimeError, match=r"batch 0 failed inside the model \(check its shape and dtype\)"):
         tqx.calibrate(p, [torch.randn(2, 5, 16, 16)], progress=False)
-    with pytest.raises(ValueError, match="target should be one of native, quantx, reference"):
+    with pytest.raises(ValueError, match="target should be one of quantx, native, reference"):
         tqx.convert(p, target="tensorrt")
     with pytest.raises(TypeError, match="pass the module returned by torchquantx.prepare"):
         tqx.calibrate(torch.jit.script(make_net()), batches(1), progress=False)
@@ -216,7 +218,7 @@ def test_traced_model_with_example_inputs():
     model = make_net()
     p = tqx.prepare(model, example_inputs=(batches(1)[0],))
     tqx.calibrate(p, batches(2), progress=False)
-    q = tqx.convert(p)
+    q = tqx.convert(p, target="native")
     x = batches(1, seed=7)[0]
     assert sqnr(model(x), q(x)) > 25
     # Tracing records aten::_convolution; it must still lower to int8 convolutions, not stay float.
@@ -258,7 +260,7 @@ class Stubbed(nn.Module):
 def test_stubs_limit_the_quantized_region(stubs):
     torch.manual_seed(0)
     model = Stubbed(stubs).eval()
-    p, q = quantized(model)
+    p, q = quantized(model, target="native")
     text = tqx.summary(q, file=io.StringIO())
     assert "conv1  aten::conv2d + aten::relu -> quantized::conv2d_relu" in text
     assert "conv0  aten::conv2d -> float" in text and "fc  aten::linear -> float" in text

@@ -44,13 +44,13 @@ int quantize_float_model(const std::string& path) {
   model.eval();
   torch::jit::Module prepared = torchquantx::prepare(model, "x86");
   for (int i = 0; i < 4; ++i) prepared.forward({at::randn({2, 3, 16, 16})});
-  torch::jit::Module q = torchquantx::convert(prepared);
+  torch::jit::Module q = torchquantx::convert(prepared);  // target "quantx", the default
   const at::Tensor x = at::randn({2, 3, 16, 16});
   const at::Tensor ref = model.forward({x}).toTensor(), out = q.forward({x}).toTensor();
   const double noise = (ref - out).pow(2).sum().item<double>(), signal = ref.pow(2).sum().item<double>();
   const double sqnr = 10.0 * std::log10(signal / noise);
   std::printf("C++ pipeline SQNR %.1f dB\n", sqnr);
-  if (torchquantx::summary(q).find("quantized::conv2d") == std::string::npos || !(sqnr > 20.0)) {
+  if (torchquantx::summary(q).find("-> quantx::conv2d") == std::string::npos || !(sqnr > 20.0)) {
     std::printf("FAIL: the C++ pipeline did not produce a good int8 model\n");
     return 1;
   }

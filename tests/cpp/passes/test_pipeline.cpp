@@ -160,7 +160,7 @@ TEST(Pipeline, PresetsChooseWeightSchemeAndRestoreTheEngine) {
     SCOPED_TRACE(preset);
     Module prepared = torchquantx::prepare(model, preset);
     calibrate(prepared);
-    Module converted = torchquantx::convert(prepared);
+    Module converted = torchquantx::convert(prepared, "native");
     EXPECT_EQ(at::globalContext().qEngine(), engine);
     const at::Tensor w = unpacked_weight(converted, "_tqx_packed_0");
     EXPECT_EQ(w.qscheme(), std::string(preset) == "qnnpack" ? at::kPerTensorAffine : at::kPerChannelAffine);
