@@ -61,7 +61,9 @@ OBSERVERS = ("histogram", "minmax", "moving_average_minmax")
 def prepare(model: torch.nn.Module, qconfig: str = "x86", *, example_inputs: Optional[Any] = None,
             skip: Sequence[str] = (), skip_types: Sequence[Any] = (),
             observer: Optional[str] = None, method: Optional[str] = None,
-            percentile: float = 99.99) -> torch.jit.ScriptModule:
+            percentile: float = 99.99, weight_bits: Optional[int] = None,
+            weight_symmetric: Optional[bool] = None,
+            weight_per_channel: Optional[bool] = None) -> torch.jit.ScriptModule:
     """A quantization-ready copy of `model` with observers at every activation that will be int8.
 
     qconfig: "x86" (default), "fbgemm", "onednn" or "qnnpack", as torch.ao.quantization's presets.
@@ -71,6 +73,10 @@ def prepare(model: torch.nn.Module, qconfig: str = "x86", *, example_inputs: Opt
     changes it after calibration.
     skip: module names (e.g. "classifier" or "layer4.1") whose ops stay in float.
     skip_types: module classes (or class names) whose instances stay in float, e.g. (nn.LayerNorm,).
+    weight_bits: 8 (default), 4 (values in [-8, 7], run on the int8 kernels) or 16 (no int16 kernels:
+    those layers run in float on int16-rounded weights between int8 activations, W16A8 simulation).
+    weight_symmetric: False gives affine weights (no int8 kernel takes them: simulated in float as 16-bit).
+    weight_per_channel: overrides the preset's per-channel (x86, onednn) / per-tensor (qnnpack) weights.
     The model is not modified. Scripting is tried first; example_inputs switches to tracing.
     """
     if qconfig not in QCONFIGS:
@@ -86,6 +92,7 @@ def prepare(model: torch.nn.Module, qconfig: str = "x86", *, example_inputs: Opt
             raise ValueError(f"torchquantx.prepare: method={method!r} needs observer='histogram' (the default), "
                              f"got observer={observer!r}")
         qconfig = f"{qconfig};activation_method={method};activation_percentile={float(percentile)!r}"
+    qconfig += _weight_overrides("torchquantx.prepare", weight_bits, weight_symmetric, weight_per_channel)
     if isinstance(model, torch._C.ScriptModule):
         cpp = model
     else:
@@ -95,6 +102,24 @@ def prepare(model: torch.nn.Module, qconfig: str = "x86", *, example_inputs: Opt
         cpp = scripted._c
     type_names = [t if isinstance(t, str) else t.__name__ for t in skip_types]
     return torch.jit._recursive.wrap_cpp_module(_raw_prepare(cpp, qconfig, list(skip), type_names))
+
+
+WEIGHT_BITS = (4, 8, 16)
+
+
+def _weight_overrides(fn: str, bits: Optional[int], symmetric: Optional[bool], per_channel: Optional[bool]) -> str:
+    """The ';weight_...=' qconfig overrides for the weight options that are set."""
+    out = ""
+    if bits is not None:
+        if isinstance(bits, bool) or bits not in WEIGHT_BITS:
+            raise ValueError(f"{fn}: weight_bits should be 4, 8 or 16, got {bits!r}")
+        out += f";weight_bits={int(bits)}"
+    for name, value in (("weight_symmetric", symmetric), ("weight_per_channel", per_channel)):
+        if value is not None:
+            if not isinstance(value, bool):
+                raise ValueError(f"{fn}: {name} should be True or False, got {value!r}")
+            out += f";{name}={int(value)}"
+    return out
 
 
 def _observer_stats(prepared: torch.jit.ScriptModule):

@@ -224,7 +224,7 @@ std::vector<at::Tensor> analytic_input_means(const std::vector<Node*>& targets, 
 }
 
 int64_t correct_biases(Graph& graph, const std::vector<Node*>& targets, const std::vector<at::Tensor>& input_means,
-                       bool weight_per_channel) {
+                       const WeightSpec& weight_spec) {
   TORCH_CHECK(input_means.size() == targets.size(),
               "torchquantx.bias_correction: input_means should have one "
               "tensor per corrected layer (",
@@ -241,8 +241,7 @@ int64_t correct_biases(Graph& graph, const std::vector<Node*>& targets, const st
     TORCH_CHECK(mean.dim() == 1 && mean.numel() == in, "torchquantx.bias_correction: input_means[", i, "] should have ",
                 in, " values (the input channels of ", describe_value(n->output()), "), got shape ", mean.sizes());
     // The same quantization convert applies (weights.cpp), so the corrected error is the real one.
-    const at::Tensor dw =
-        quantize_weight_int8(w, weight_per_channel).dequantize().to(c10::kDouble).sub(w.to(c10::kDouble));
+    const at::Tensor dw = quantize_weight(w, weight_spec).dequantize().to(c10::kDouble).sub(w.to(c10::kDouble));
     const at::Tensor error = weight_times(dw, groups, mean.to(c10::kDouble));
     const auto b = torch::jit::toIValue(n->input(2));
     const at::Tensor bias = b->isTensor() ? b->toTensor().to(c10::kDouble) : error.new_zeros({w.size(0)});
@@ -287,7 +286,7 @@ Subject subject_of(const char* fn, const torch::jit::Module& model, const std::s
 torch::jit::Module apply_means(Subject& s, const std::vector<at::Tensor>& means) {
   auto graph = s.module.get_method("forward").graph();
   const auto targets = tqx::passes::correction_targets(*graph, s.qconfig, s.prepared);
-  tqx::passes::correct_biases(*graph, targets, means, s.qconfig.weight_per_channel);
+  tqx::passes::correct_biases(*graph, targets, means, s.qconfig.weight_spec());
   torch::jit::EliminateDeadCode(graph);
   return s.module;
 }

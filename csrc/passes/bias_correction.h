@@ -4,8 +4,8 @@
 // Before:  %y = aten::conv2d(%x, %w, %b, ...)
 // After:   %y = aten::conv2d(%x, %w, %b', ...)     b' = b - (Q(w) - w) E[x]
 //
-// Q(w): the weights exactly as convert will quantize them (quantize_weight_int8, per channel or
-// per tensor as the qconfig says). E[x]: the per-input-channel mean of the layer's float input,
+// Q(w): the weights exactly as convert will quantize them (quantize_weight with the qconfig's
+// WeightSpec: bits, per channel or per tensor, symmetric or affine). E[x]: the per-input-channel mean of the layer's float input,
 // from calibration data (empirical) or from the BatchNorm statistics of the layer feeding it
 // (analytic: the mean of a clamped N(beta, gamma^2)). For a conv, output o's error is
 // sum_{i, taps} dW[o, i, t] E[x_i]: every tap is taken to see its channel's mean, which ignores
@@ -44,6 +44,6 @@ std::vector<at::Tensor> analytic_input_means(const std::vector<torch::jit::Node*
 // b -= (Q(W) - W) E[x] for every target whose mean is defined and not empty; returns how many
 // biases changed. Throws when a mean's length is not the layer's input channel count.
 int64_t correct_biases(torch::jit::Graph& graph, const std::vector<torch::jit::Node*>& targets,
-                       const std::vector<at::Tensor>& input_means, bool weight_per_channel);
+                       const std::vector<at::Tensor>& input_means, const WeightSpec& weight_spec);
 
 }  // namespace tqx::passes

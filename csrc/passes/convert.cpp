@@ -82,6 +82,14 @@ class Converter {
     fake_quantize_remaining_weights();
     torch::jit::EliminateDeadCode(graph_);
     describe_float_ops();
+    const WeightSpec spec = options_.qconfig.weight_spec();
+    if (spec.bits != 8 || !spec.symmetric) {
+      report_.insert(report_.begin(), "weights: " + spec.describe() +
+                                          (spec.bits == 4 && spec.symmetric ? " (values in [-8, 7], run as int8)"
+                                           : spec.runs_int8()               ? ""
+                                                                            : " (simulated: float kernels on "
+                                                                              "fake-quantized weights)"));
+    }
     if (report) {
       for (const auto& line : report_) *report += line + "\n";
     }
@@ -233,12 +241,8 @@ class Converter {
     return u->kind() == c10::aten::quantize_per_tensor ? u : nullptr;
   }
 
-  at::Tensor quantize_weight(const at::Tensor& w) { return quantize_weight_int8(w, options_.qconfig.weight_per_channel); }
-
-  // Float32 per-output-channel scales of a quantized weight (per-tensor scales repeated).
-  static at::Tensor weight_scales(const at::Tensor& wq) {
-    if (wq.qscheme() == c10::kPerChannelAffine) return wq.q_per_channel_scales().to(c10::kFloat);
-    return at::full({wq.size(0)}, static_cast<float>(wq.q_scale()), at::TensorOptions().dtype(c10::kFloat));
+  QuantizedWeight quantize_weight(const at::Tensor& w) const {
+    return tqx::passes::quantize_weight(w, options_.qconfig.weight_spec());
   }
 
   Value* packed_attr(const c10::IValue& packed) { return add_packed_attr(module_, *graph_, packed); }
@@ -312,11 +316,15 @@ class Converter {
           geometry.push_back(*a);
         }
         if (rule.native == NativeLowering::kConv && geometry.size() != 4) return;
-        const at::Tensor wq = quantize_weight(w->toTensor());
+        // 16-bit or affine weights: no int8 kernel takes them; the layer stays float between its
+        // int8 activations, on fake-quantized weights (fake_quantize_remaining_weights).
+        if (!options_.qconfig.weight_spec().runs_int8()) return;
+        const QuantizedWeight qw = quantize_weight(w->toTensor());
+        const at::Tensor wq = qw.to_qint8();
         c10::IValue packed;
         if (own) {
           const bool conv = rule.native == NativeLowering::kConv;
-          std::vector<c10::IValue> args = {wq.int_repr(), weight_scales(wq), *b};
+          std::vector<c10::IValue> args = {wq.int_repr(), qw.channel_scales(), *b};
           args.insert(args.end(), geometry.begin(), geometry.end());
           packed = call_op(conv ? "quantx::conv_prepack" : "quantx::linear_prepack", args);
         } else if (rule.native == NativeLowering::kLinear) {
@@ -522,7 +530,7 @@ class Converter {
     }
   }
 
-  // Weight ops that stayed in float still compute with int8-representable weights.
+  // Weight ops that stayed in float still compute with weights the spec can represent.
   void fake_quantize_remaining_weights() {
     std::vector<Node*> todo;
     for_each_node(graph_->block(), [&](Node* n) {
@@ -536,9 +544,20 @@ class Converter {
       const OpRule* rule = find_rule(n);
       const at::Tensor w = torch::jit::toIValue(n->input(rule->weight))->toTensor();
       torch::jit::WithInsertPoint guard(n);
-      Value* c = graph_->insertConstant(at::dequantize(quantize_weight(w)));
+      Value* c = graph_->insertConstant(quantize_weight(w).dequantize());
       n->replaceInput(rule->weight, c);
-      report_.push_back(describe(n) + " -> float kernel on int8-rounded weights (its form has no int8 lowering)");
+      fake_quantized_.insert(n);
+      const WeightSpec spec = options_.qconfig.weight_spec();
+      if (spec.bits == 16) {
+        report_.push_back(describe(n) + " -> float kernel on int16-rounded weights, int8 activations (W16A8 "
+                          "simulation: no int16 kernels)");
+      } else if (!spec.symmetric) {
+        report_.push_back(describe(n) + " -> float kernel on affine int" + std::to_string(spec.bits) +
+                          "-rounded weights (no int8 kernel takes affine weights)");
+      } else {
+        report_.push_back(describe(n) + " -> float kernel on int" + std::to_string(spec.bits) +
+                          "-rounded weights (its form has no int8 lowering)");
+      }
     }
   }
 
@@ -548,7 +567,7 @@ class Converter {
       const auto k = n->kind();
       if (k == c10::prim::Constant || k == c10::prim::GetAttr || k == c10::aten::dequantize ||
           k == c10::aten::quantize_per_tensor || k.is_prim() || k.ns().toUnqualString() == std::string("quantized") ||
-          k.ns().toUnqualString() == std::string("quantx") || int8_clones_.count(n)) {
+          k.ns().toUnqualString() == std::string("quantx") || int8_clones_.count(n) || fake_quantized_.count(n)) {
         return;
       }
       const char* why = options_.qconfig.skips(n)            ? "skipped by request"
@@ -576,6 +595,7 @@ class Converter {
   std::unordered_map<Value*, QParams> qparams_;
   std::unordered_set<Node*> destroyed_;
   std::unordered_set<Node*> int8_clones_;
+  std::unordered_set<Node*> fake_quantized_;  // float weight ops already reported
   std::unordered_set<const torch::jit::Block*> unreached_blocks_;  // if/loop bodies calibration never entered  // same-qparams ops now running on quantized tensors
   std::vector<std::string> report_;
 };

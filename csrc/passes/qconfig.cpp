@@ -30,6 +30,12 @@ bool parse_bool(const std::string& key, const std::string& value) {
   TORCH_CHECK(false, "qconfig ", key, " should be true or false, got '", value, "'");
 }
 
+int64_t parse_weight_bits(const std::string& value) {
+  TORCH_CHECK(value == "4" || value == "8" || value == "16", "qconfig weight_bits should be 4, 8 or 16, got '", value,
+              "'");
+  return std::stoll(value);
+}
+
 double parse_percentile(const std::string& value) {
   double p = std::nan("");
   size_t used = 0;
@@ -51,6 +57,11 @@ std::string shortest(double v) {
 }
 
 }  // namespace
+
+std::string WeightSpec::describe() const {
+  return "w" + std::to_string(bits) + (per_channel ? " per-channel " : " per-tensor ") +
+         (symmetric ? "symmetric" : "affine");
+}
 
 QConfig QConfig::preset_named(const std::string& spec) {
   // "x86" or "x86;activation_observer=minmax;weight_per_channel=0": a preset, then overrides.
@@ -90,9 +101,14 @@ QConfig QConfig::preset_named(const std::string& spec) {
       q.activation_reduce_range = parse_bool(key, value);
     } else if (key == "weight_per_channel") {
       q.weight_per_channel = parse_bool(key, value);
+    } else if (key == "weight_symmetric") {
+      q.weight_symmetric = parse_bool(key, value);
+    } else if (key == "weight_bits") {
+      q.weight_bits = parse_weight_bits(value);
     } else {
       TORCH_CHECK(false, "qconfig override key should be one of activation_observer, activation_method, "
-                  "activation_percentile, activation_reduce_range, weight_per_channel, got '", key, "'");
+                  "activation_percentile, activation_reduce_range, weight_per_channel, weight_symmetric, "
+                  "weight_bits, got '", key, "'");
     }
   }
   TORCH_CHECK(q.activation_method == "minmax" || q.activation_observer == "histogram", "qconfig activation_method=",
@@ -121,7 +137,7 @@ std::string QConfig::serialize() const {
   os << "preset=" << preset << ";activation_reduce_range=" << activation_reduce_range
      << ";activation_observer=" << activation_observer << ";activation_method=" << activation_method
      << ";activation_percentile=" << shortest(activation_percentile) << ";weight_per_channel=" << weight_per_channel
-     << ";engine=" << engine << ";skip_modules=";
+     << ";weight_symmetric=" << weight_symmetric << ";weight_bits=" << weight_bits << ";engine=" << engine << ";skip_modules=";
   for (size_t i = 0; i < skip_modules.size(); ++i) os << (i ? "," : "") << skip_modules[i];
   os << ";skip_types=";
   for (size_t i = 0; i < skip_types.size(); ++i) os << (i ? "," : "") << skip_types[i];
@@ -140,6 +156,8 @@ QConfig QConfig::deserialize(const std::string& text) {
     else if (key == "activation_method") q.activation_method = value;
     else if (key == "activation_percentile") q.activation_percentile = parse_percentile(value);
     else if (key == "weight_per_channel") q.weight_per_channel = value == "1";
+    else if (key == "weight_symmetric") q.weight_symmetric = value == "1";
+    else if (key == "weight_bits") q.weight_bits = parse_weight_bits(value);
     else if (key == "engine") q.engine = value;
     else if (key == "skip_modules") q.skip_modules = split(value, ',');
     else if (key == "skip_types") q.skip_types = split(value, ',');

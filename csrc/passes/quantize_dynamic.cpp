@@ -25,7 +25,7 @@ int64_t quantize_dynamic_linear(torch::jit::Module& module, bool weight_per_chan
   for (torch::jit::Node* n : linears) {
     const auto w = torch::jit::toIValue(n->input(1))->toTensor();
     const auto b = *torch::jit::toIValue(n->input(2));
-    const c10::IValue packed = call_op("quantized::linear_prepack", {quantize_weight_int8(w, weight_per_channel), b});
+    const c10::IValue packed = call_op("quantized::linear_prepack", {quantize_weight(w, WeightSpec{8, weight_per_channel, true}).to_qint8(), b});
     torch::jit::WithInsertPoint point(n);
     torch::jit::Value* p = add_packed_attr(module, *graph, packed);
     torch::jit::Node* dyn = graph->create(c10::Symbol::fromQualString("quantized::linear_dynamic"),
@@ -59,8 +59,8 @@ c10::optional<c10::IValue> rnn_cell_params(const std::vector<at::Tensor>& flat, 
     const at::Tensor b_ih = has_biases ? flat[c * per + 2] : at::Tensor();
     const at::Tensor b_hh = has_biases ? flat[c * per + 3] : at::Tensor();
     // Per-tensor int8 weights, as torch.ao's dynamic RNN modules use.
-    const c10::IValue ih = call_op("quantized::linear_prepack", {quantize_weight_int8(w_ih, false), b_ih});
-    const c10::IValue hh = call_op("quantized::linear_prepack", {quantize_weight_int8(w_hh, false), b_hh});
+    const c10::IValue ih = call_op("quantized::linear_prepack", {quantize_weight(w_ih, WeightSpec{8, false, true}).to_qint8(), b_ih});
+    const c10::IValue hh = call_op("quantized::linear_prepack", {quantize_weight(w_hh, WeightSpec{8, false, true}).to_qint8(), b_hh});
     c10::IValue cell =
         call_op("quantized::make_quantized_cell_params_dynamic", {ih, hh, b_ih, b_hh, reduce_range});
     cell_type = cell.type();
