@@ -31,6 +31,7 @@ setup(
     version="0.1.0",
     description="Automatic int8 quantization of PyTorch models on CPUs, in C++ over TorchScript",
     packages=find_packages(include=["torchquantx", "torchquantx.*"]),
+    package_data={"torchquantx": ["checkpoints/*.pt", "checkpoints/*.json"]},  # reference models' weights
     ext_modules=[Extension("torchquantx._C", sources=[])],
     cmdclass={"build_ext": CMakeBuild},
     python_requires=">=3.9",
