@@ -4,7 +4,7 @@ For every torchvision classification model that torch.jit.script accepts (plus c
 data-dependent control flow that FX cannot trace, ops outside the op registry in the middle of a
 CNN, and a loop appending to a list that is concatenated), runs
 
-    prepare(model, qconfig) -> calibrate(4 batches) -> convert(target="native")
+    prepare(model, qconfig) -> calibrate(4 batches) -> convert(target)   (--target, default quantx)
 
 and reports per model: status, SQNR of the int8 output against fp32 on a held-out batch, the ops
 left in float (from tqx.summary, cross-checked against the converted graph), the int8 / fp32 size
@@ -17,7 +17,7 @@ the others.
 
 Usage:
     PYTHONPATH=. /usr/bin/python3 bench/coverage.py [--models a,b] [--size 128] [--batch 2]
-        [--qconfig x86] [--observer histogram] [--out bench/results/coverage] [--timeout 900]
+        [--qconfig x86] [--observer histogram] [--target quantx] [--out bench/results/coverage] [--timeout 900]
 
 Writes <out>.json and <out>.md and prints the markdown table.
 """
@@ -155,7 +155,9 @@ def parse_summary(text: str) -> Dict[str, Any]:
         if not m:
             continue
         _, op, result = m.groups()
-        if result.startswith("quantized::"):
+        if op.startswith("quantx::"):
+            continue  # a fusion of ops already counted (quantx::conv2d + quantx::add -> conv2d_add)
+        if result.startswith(("quantized::", "quantx::")):
             kernels += 1
         elif result.startswith("int8"):
             same += 1
@@ -168,7 +170,7 @@ def parse_summary(text: str) -> Dict[str, Any]:
             "float_kinds": dict(floats), "float_weight_ops": dict(float_weights), "float_lines": float_lines}
 
 
-_IGNORED_NS = ("prim", "quantized")
+_IGNORED_NS = ("prim", "quantized", "quantx")
 _IGNORED_OPS = {"aten::quantize_per_tensor", "aten::quantize_per_channel", "aten::dequantize", "aten::size",
                 "aten::len", "aten::__getitem__", "aten::dim", "aten::Int", "aten::Bool", "aten::Float",
                 "aten::ScalarImplicit", "aten::format", "aten::warn", "aten::__isnot__", "aten::__is__"}
@@ -177,7 +179,7 @@ _IGNORED_OPS = {"aten::quantize_per_tensor", "aten::quantize_per_channel", "aten
 def graph_float_ops(module: torch.jit.ScriptModule) -> Dict[str, int]:
     """Ops of the converted graph that compute on float tensors, found from the graph alone.
 
-    A value is int8 when it is the output of quantize_per_tensor or a quantized:: op, or of an aten
+    A value is int8 when it is the output of quantize_per_tensor or a quantized:: / quantx:: op, or of an aten
     op whose first tensor input is int8 (the ops the native target runs on quantized tensors keep
     them quantized). Every other aten op with a tensor output runs in float. Walks nested blocks
     (prim::If / prim::Loop). This is an independent check of tqx.summary's "-> float" lines.
@@ -194,7 +196,7 @@ def graph_float_ops(module: torch.jit.ScriptModule) -> Dict[str, int]:
             for b in n.blocks():
                 walk(b)
             outs = list(n.outputs())
-            if kind in ("aten::quantize_per_tensor", "aten::quantize_per_channel") or kind.startswith("quantized::"):
+            if kind in ("aten::quantize_per_tensor", "aten::quantize_per_channel") or kind.startswith(("quantized::", "quantx::")):
                 quantized.update(o for o in outs)
                 continue
             if kind == "aten::dequantize" or kind.split("::")[0] in _IGNORED_NS or kind in _IGNORED_OPS:
@@ -250,7 +252,7 @@ def fx_compare(model: nn.Module, calib: List[torch.Tensor], x: torch.Tensor) -> 
     out: Dict[str, Any] = {}
     prepared = tqx.prepare(model, "onednn", observer="minmax")
     tqx.calibrate(prepared, calib, progress=False)
-    ours = tqx.convert(prepared)
+    ours = tqx.convert(prepared, target="native")  # the same quantized:: kernels as FX
     with torch.no_grad():
         ref, a = main_output(model(x)), main_output(ours(x))
     out["ours_minmax_sqnr_db"] = round(sqnr_db(ref, a), 2)
@@ -279,7 +281,7 @@ def fx_compare(model: nn.Module, calib: List[torch.Tensor], x: torch.Tensor) -> 
 
 
 def run_model(name: str, size: int, batch: int, qconfig: str, observer: Optional[str],
-              fx: bool = False) -> Dict[str, Any]:
+              fx: bool = False, target: str = "quantx") -> Dict[str, Any]:
     import torchquantx as tqx
 
     torch.manual_seed(SEED)
@@ -318,7 +320,7 @@ def run_model(name: str, size: int, batch: int, qconfig: str, observer: Optional
         r["calibrate_s"] = round(time.perf_counter() - t, 2)
         stage = "convert"
         t = time.perf_counter()
-        qmodel = tqx.convert(prepared, target="native")
+        qmodel = tqx.convert(prepared, target=target)
         r["convert_s"] = round(time.perf_counter() - t, 2)
         stage = "int8 inference"
         with torch.no_grad():
@@ -373,7 +375,7 @@ def run_in_subprocess(name: str, args: argparse.Namespace) -> Dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "result.json")
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--worker-out", path,
-               "--size", str(size), "--batch", str(args.batch), "--qconfig", args.qconfig]
+               "--size", str(size), "--batch", str(args.batch), "--qconfig", args.qconfig, "--target", args.target]
         if args.observer:
             cmd += ["--observer", args.observer]
         if args.fx:
@@ -486,6 +488,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--batch", type=int, default=2, help="batch size of every batch (default 2)")
     p.add_argument("--qconfig", default="x86", help="x86 (default), fbgemm, onednn or qnnpack")
     p.add_argument("--observer", default=None, help="activation observer: histogram (default) or minmax")
+    p.add_argument("--target", default="quantx", choices=["quantx", "native"],
+                   help="convert target (default quantx, torchquantx's default)")
     p.add_argument("--fx", action="store_true", help="also compare with PyTorch FX (onednn, MinMax observers on "
                    "both sides): max output difference in LSB")
     p.add_argument("--out", default=DEFAULT_OUT, help="output prefix (writes .json and .md)")
@@ -496,7 +500,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     if args.worker:
         torch.set_num_threads(max(1, torch.get_num_threads()))
-        r = run_model(args.worker, args.size, args.batch, args.qconfig, args.observer, args.fx)
+        r = run_model(args.worker, args.size, args.batch, args.qconfig, args.observer, args.fx, args.target)
         with open(args.worker_out, "w") as f:
             json.dump(r, f)
         return 0
@@ -516,7 +520,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     import torchquantx as tqx
     header = (f"torchquantx {tqx.__version__} coverage: torch {torch.__version__}, torchvision "
-              f"{torchvision.__version__}, qconfig {args.qconfig}, observer {args.observer or 'default'}, "
+              f"{torchvision.__version__}, qconfig {args.qconfig}, target {args.target}, observer {args.observer or 'default'}, "
               f"random init (seed {SEED}) with BatchNorm statistics from {BN_BATCHES} random batches, "
               f"{CALIB_BATCHES} calibration batches, SQNR on 2 held-out batches, {torch.get_num_threads()} threads, "
               f"{platform.machine()}")

@@ -192,17 +192,34 @@ at::Tensor linear(const at::Tensor& qx, const PackedPtr& packed, double scale, i
   return y;
 }
 
+// The shape aten::add broadcasts a and b to; an error naming both when they do not broadcast.
+std::vector<int64_t> broadcast_shape(const char* op, c10::IntArrayRef a, c10::IntArrayRef b) {
+  const size_t n = std::max(a.size(), b.size());
+  std::vector<int64_t> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    const int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    TORCH_CHECK(da == db || da == 1 || db == 1, op, ": qa and qb should have broadcastable shapes, got ", a, " and ",
+                b);
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
 at::Tensor add(const at::Tensor& qa, const at::Tensor& qb, double scale, int64_t zero_point, bool relu) {
   constexpr const char* op = "quantx::add";
   check_quint8(op, "qa", qa);
   check_quint8(op, "qb", qb);
-  TORCH_CHECK(qa.sizes() == qb.sizes(), op, ": qa and qb should have the same shape, got ", qa.sizes(), " and ",
-              qb.sizes());
   check_scale(op, scale);
   check_zero_point(op, zero_point, 0, 255);
-  const auto fmt = qa.dim() == 4 && qa.is_contiguous(c10::MemoryFormat::ChannelsLast) ? c10::MemoryFormat::ChannelsLast
+  // Broadcasting as aten::add does (e.g. an attention mask [1, H, N, N] added to [B, H, N, N]):
+  // the smaller operand is expanded and materialized.
+  const std::vector<int64_t> shape = broadcast_shape(op, qa.sizes(), qb.sizes());
+  const at::Tensor ea = qa.sizes() == shape ? qa : qa.expand(shape);
+  const at::Tensor eb = qb.sizes() == shape ? qb : qb.expand(shape);
+  const auto fmt = ea.dim() == 4 && ea.is_contiguous(c10::MemoryFormat::ChannelsLast) ? c10::MemoryFormat::ChannelsLast
                                                                                        : c10::MemoryFormat::Contiguous;
-  const at::Tensor a = qa.contiguous(fmt), b = qb.contiguous(fmt);
+  const at::Tensor a = ea.contiguous(fmt), b = eb.contiguous(fmt);
   at::Tensor y = at::_empty_affine_quantized(a.sizes(), a.options(), scale, zero_point, fmt);
   const kernels::AddParams p{static_cast<float>(a.q_scale()), static_cast<float>(b.q_scale()),
                              1.0f / static_cast<float>(scale), static_cast<int32_t>(a.q_zero_point()),

@@ -50,6 +50,21 @@ def test_linear_and_add_equal_onednn():
         assert int((ours.int_repr().int() - theirs.int_repr().int()).abs().max()) <= 1
 
 
+@pytest.mark.parametrize("shape_a,shape_b", [((2, 3, 4, 4), (1, 3, 4, 4)), ((5, 3, 7, 7), (3, 1, 7)),
+                                             ((1, 6), (4, 1))])
+def test_add_broadcasts_like_quantized_add(shape_a, shape_b):
+    g = torch.Generator().manual_seed(4)
+    qa = torch.quantize_per_tensor(torch.randn(*shape_a, generator=g), 0.05, 110, torch.quint8)
+    qb = torch.quantize_per_tensor(torch.randn(*shape_b, generator=g), 0.07, 140, torch.quint8)
+    ours = torch.ops.quantx.add(qa, qb, 0.1, 90, False)
+    theirs = torch.ops.quantized.add(qa, qb, 0.1, 90)
+    assert ours.shape == theirs.shape == torch.broadcast_shapes(shape_a, shape_b)
+    assert int((ours.int_repr().int() - theirs.int_repr().int()).abs().max()) <= 1
+    with pytest.raises(RuntimeError, match=r"quantx::add: qa and qb should have broadcastable shapes, got \[2, 3\] and \[4\]"):
+        torch.ops.quantx.add(torch.quantize_per_tensor(torch.randn(2, 3), 0.1, 0, torch.quint8),
+                             torch.quantize_per_tensor(torch.randn(4), 0.1, 0, torch.quint8), 0.1, 0, False)
+
+
 def test_packed_weights_save_and_bad_input_errors(tmp_path):
     qw = quantized_weight(4, 3, 3)
     packed = torch.ops.quantx.conv_prepack(qw.int_repr(), qw.q_per_channel_scales().float(), None, [1, 1], [1, 1],
