@@ -20,7 +20,7 @@ from .observers import (  # noqa: E402
     PerChannelMinMaxObserver,
 )
 from .quantize import calibrate, convert, prepare, quantize_dynamic, quantize_weights, summary  # noqa: E402
-from .recovery import bias_correction, equalize  # noqa: E402
+from .recovery import adaround, adaround_report, bias_correction, equalize, ptq  # noqa: E402
 from .stubs import DeQuantStub, QuantStub  # noqa: E402
 from .ops import (  # noqa: E402
     choose_qparams,
@@ -60,7 +60,7 @@ def reset_max_isa() -> None:
 
 
 __all__ = [
-    "bias_correction", "equalize", "recovery",
+    "adaround", "adaround_report", "bias_correction", "equalize", "ptq", "recovery",
     "calibrate", "calibration", "calibration_method", "compare_methods", "convert", "prepare",
     "set_calibration_method", "quantize_dynamic", "quantize_weights", "summary", "QuantStub", "DeQuantStub",
     "HistogramObserver", "MinMaxObserver", "MovingAverageMinMaxObserver", "MovingAveragePerChannelMinMaxObserver",

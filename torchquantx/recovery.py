@@ -1,4 +1,5 @@
-"""Accuracy recovery: cross-layer equalization and bias correction (Nagel et al., 2019).
+"""Accuracy recovery: cross-layer equalization and bias correction (Nagel et al., 2019), AdaRound
+(Nagel et al., 2020) and the ptq() pipeline that applies them in order.
 
     eq = torchquantx.equalize(model)                          # data-free; the float function is kept
     prepared = torchquantx.prepare(eq, "qnnpack")
@@ -11,12 +12,13 @@ adapts Python objects to them and drives the data loop with a progress bar.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 import torch
 
-from .quantize import QCONFIGS, _default_inputs, _script, tqdm
+from .quantize import QCONFIGS, _default_inputs, _script, calibrate, convert, prepare, tqdm
 
 
 def _wrap(cpp: torch._C.ScriptModule) -> torch.jit.ScriptModule:
@@ -113,3 +115,125 @@ def bias_correction(model: torch.nn.Module, data: Optional[Iterable[Any]] = None
         raise ValueError("torchquantx.bias_correction: the data yielded no batches")
     means = [s / c if c > 0 else torch.empty(0, dtype=torch.float64) for s, c in zip(sums, counts)]
     return _wrap(torch.ops.quantx.bias_correction_apply(cpp, means, qconfig))
+
+
+def _collect(fn: str, data: Iterable[Any], num_batches: Optional[int], progress: bool,
+             input_fn: Optional[Callable[[Any], Tuple[Any, ...]]]) -> List[List[torch.Tensor]]:
+    """The first num_batches batches of data as lists of forward arguments, with a progress bar."""
+    if num_batches is not None and num_batches < 1:
+        raise ValueError(f"torchquantx.{fn}: num_batches should be >= 1, got {num_batches}")
+    to_inputs = input_fn or _default_inputs
+    total = num_batches
+    if total is None and hasattr(data, "__len__"):
+        total = len(data)  # type: ignore[arg-type]
+    batches = data if num_batches is None else itertools.islice(data, num_batches)
+    out: List[List[torch.Tensor]] = []
+    for batch in tqdm(batches, total=total, desc=f"{fn}: data", unit="batch", disable=not progress) if tqdm \
+            else batches:
+        args = list(to_inputs(batch))
+        if not all(isinstance(a, torch.Tensor) for a in args):
+            raise TypeError(f"torchquantx.{fn}: the model's inputs should be tensors, got "
+                            f"{[type(a).__name__ for a in args]}; pass input_fn")
+        out.append(args)
+    if not out:
+        raise ValueError(f"torchquantx.{fn}: data yielded no batches; pass a non-empty DataLoader or list")
+    return out
+
+
+def adaround(model: torch.nn.Module, data: Iterable[Any], num_batches: Optional[int] = None, *,
+             iters: int = 1000, max_rows: int = 4096, reg: float = 0.01, seed: int = 0,
+             qconfig: Optional[str] = None, progress: bool = True,
+             input_fn: Optional[Callable[[Any], Tuple[Any, ...]]] = None,
+             example_inputs: Optional[Any] = None) -> torch.jit.ScriptModule:
+    """AdaRound (Nagel et al. 2020): a copy of `model` whose conv/linear weights are rounded up or
+    down, per weight, to minimise each layer's output error on `data`, and written back on their
+    quantization grid, so convert (round-to-nearest, same qparams) produces exactly those integers.
+    Most useful at 4 bits (prepare(..., weight_bits=4)); at 8 bits round-to-nearest is near-optimal.
+
+    model: a prepared module (its weight options are used; leave qconfig unset) or a float model,
+        then rounded for `qconfig` (default "x86") - prepare the result with the same qconfig and
+        weight options.
+    data: DataLoader or iterable of tensors / (input, target) pairs; each layer's FLOAT input over
+        the first num_batches batches (all are held in memory) is sampled to max_rows rows.
+    iters: Adam steps per layer (the paper uses 10000; 1000 recovers most of it on CPU).
+    The result's attribute `_tqx_adaround` lists each layer's output MSE with round-to-nearest and
+    with AdaRound; a layer where AdaRound does not win keeps its weights.
+    """
+    if qconfig is not None and qconfig.split(";")[0] not in QCONFIGS:
+        raise ValueError(f"torchquantx.adaround: qconfig should start with one of {', '.join(QCONFIGS)}, got "
+                         f"{qconfig!r}")
+    for name, value, low in (("iters", iters, 0), ("max_rows", max_rows, 1)):
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"torchquantx.adaround: {name} should be an int >= {low}, got {value!r}")
+    cpp = _cpp_module("adaround", model, example_inputs)
+    batches = _collect("adaround", data, num_batches, progress, input_fn)
+    if progress:
+        print(f"torchquantx.adaround: optimising the rounding of each layer ({iters} steps per layer)")
+    return _wrap(torch.ops.quantx.adaround(cpp, batches, qconfig, iters, max_rows, float(reg), seed))
+
+
+def adaround_report(module: torch.jit.ScriptModule) -> List[Tuple[str, float, float]]:
+    """(layer, output MSE with round-to-nearest, with AdaRound) per layer of adaround's result."""
+    cpp = module._c if isinstance(module, torch.jit.ScriptModule) else module
+    if not cpp.hasattr("_tqx_adaround"):
+        raise ValueError("torchquantx.adaround_report: the module did not come from torchquantx.adaround")
+    out = []
+    for line in cpp.getattr("_tqx_adaround").splitlines():
+        head, _, rest = line.partition("  mse_nearest=")
+        nearest, _, tail = rest.partition(" mse_adaround=")
+        out.append((head, float(nearest), float(tail.split()[0])))
+    return out
+
+
+
+@dataclasses.dataclass
+class Recipe:
+    """The steps of torchquantx.ptq; each can be switched off."""
+    equalize: bool = True          # cross-layer equalization (float model, before prepare)
+    adaround: bool = True          # AdaRound on the weights (after prepare, which folds BatchNorm)
+    bias_correction: bool = True   # empirical bias correction (after calibration)
+    method: str = "mse"            # activation range method (prepare(method=...))
+    adaround_iters: int = 1000     # AdaRound's Adam steps per layer
+
+
+def _recipe(recipe: Any) -> Recipe:
+    if recipe is None:
+        return Recipe()
+    if isinstance(recipe, Recipe):
+        return recipe
+    if not isinstance(recipe, dict):
+        raise TypeError(f"torchquantx.ptq: recipe should be a dict or torchquantx.recovery.Recipe, got "
+                        f"{type(recipe).__name__}")
+    known = [f.name for f in dataclasses.fields(Recipe)]
+    unknown = sorted(set(recipe) - set(known))
+    if unknown:
+        raise ValueError(f"torchquantx.ptq: unknown recipe keys {unknown}; the keys are {', '.join(known)}")
+    return Recipe(**recipe)
+
+
+def ptq(model: torch.nn.Module, data: Iterable[Any], recipe: Any = None, *, qconfig: str = "x86",
+        weight_bits: Optional[int] = None, target: str = "quantx", num_batches: Optional[int] = None,
+        progress: bool = True, input_fn: Optional[Callable[[Any], Tuple[Any, ...]]] = None,
+        example_inputs: Optional[Any] = None) -> torch.jit.ScriptModule:
+    """Post-training quantization with the standard recovery pipeline, in order:
+    equalize -> prepare (BatchNorm folding) -> AdaRound -> calibrate -> bias correction -> convert.
+
+    recipe: a dict (or Recipe) switching steps: {"equalize": True, "adaround": True,
+        "bias_correction": True, "method": "mse", "adaround_iters": 1000} are the defaults.
+        Unknown keys are an error. After AdaRound the weights sit on their grid, so bias
+        correction only corrects what AdaRound left (the elements that set each channel's range).
+    qconfig, weight_bits, target: as prepare / convert. data: the calibration batches (the first
+        num_batches are read once and reused by every step).
+    """
+    r = _recipe(recipe)
+    batches = _collect("ptq", data, num_batches, progress, input_fn)
+    m: Any = model
+    if r.equalize:
+        m = equalize(m, example_inputs=example_inputs)
+    prepared = prepare(m, qconfig, example_inputs=example_inputs, method=r.method, weight_bits=weight_bits)
+    if r.adaround:
+        prepared = adaround(prepared, batches, iters=r.adaround_iters, progress=progress)
+    calibrate(prepared, batches, progress=progress, input_fn=tuple)
+    if r.bias_correction:
+        prepared = bias_correction(prepared, batches, progress=progress, input_fn=tuple)
+    return convert(prepared, target)

@@ -1,8 +1,9 @@
-// Accuracy recovery for C++ applications: cross-layer equalization and bias correction.
+// Accuracy recovery for C++ applications: cross-layer equalization, AdaRound and bias correction.
 //
 //   torch::jit::Module eq = torchquantx::equalize(model);                 // before prepare
 //   torch::jit::Module prepared = torchquantx::prepare(eq, "qnnpack");
-//   prepared = torchquantx::bias_correction(prepared, batches);           // batches of inputs
+//   prepared = torchquantx::adaround(prepared, batches);                  // batches of inputs
+//   prepared = torchquantx::bias_correction(prepared, batches);
 //   ... calibrate prepared ..., torchquantx::convert(prepared)
 #pragma once
 
@@ -10,6 +11,8 @@
 #include <ATen/core/ivalue.h>
 #include <torch/csrc/jit/api/module.h>
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -45,5 +48,27 @@ torch::jit::Module bias_correction_analytic(const torch::jit::Module& model, con
 torch::jit::Module bias_correction_probe(const torch::jit::Module& model, const std::string& qconfig = "");
 torch::jit::Module bias_correction_apply(const torch::jit::Module& model, const std::vector<at::Tensor>& input_means,
                                          const std::string& qconfig = "");
+
+struct AdaRoundOptions {
+  int64_t iters = 1000;     // Adam steps per layer
+  int64_t max_rows = 4096;  // input rows (output positions) sampled per layer
+  double reg = 0.01;        // weight of the rounding regulariser
+  double lr = 1e-2;         // Adam's step size
+  double warmup = 0.2;      // fraction of iters without the regulariser
+  double beta_start = 20.0, beta_end = 2.0;
+  int64_t seed = 0;  // row sampling
+};
+
+// AdaRound (Nagel et al. 2020): for every conv/linear whose weights convert will quantize, learns
+// per weight whether to round up or down so that the layer's output on `batches` (its float
+// input) changes least, and writes back weights on their quantization grid, so that convert
+// (round-to-nearest, same qparams) produces exactly the learned integers. `model`: a prepared
+// module (its qconfig's weight options are used; qconfig must be "") or a float model,
+// canonicalized and rounded for `qconfig` ("" = "x86"; prepare the result with the same one).
+// Returns a copy; its string attribute `_tqx_adaround` lists per layer the output MSE of
+// round-to-nearest and of AdaRound. progress(done, total) is called after each layer.
+torch::jit::Module adaround(const torch::jit::Module& model, const std::vector<std::vector<c10::IValue>>& batches,
+                            const std::string& qconfig = "", const AdaRoundOptions& options = {},
+                            const std::function<void(int64_t, int64_t)>& progress = {});
 
 }  // namespace torchquantx

@@ -567,7 +567,8 @@ class Converter {
       const auto k = n->kind();
       if (k == c10::prim::Constant || k == c10::prim::GetAttr || k == c10::aten::dequantize ||
           k == c10::aten::quantize_per_tensor || k.is_prim() || k.ns().toUnqualString() == std::string("quantized") ||
-          k.ns().toUnqualString() == std::string("quantx") || int8_clones_.count(n) || fake_quantized_.count(n)) {
+          k.ns().toUnqualString() == std::string("quantx") || int8_clones_.count(n) ||
+          (fake_quantized_.count(n) && !in_unreached_block(n))) {
         return;
       }
       const char* why = options_.qconfig.skips(n)            ? "skipped by request"
