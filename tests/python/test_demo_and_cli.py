@@ -34,7 +34,7 @@ def test_demo_quantizes_with_small_accuracy_loss(capsys):
     assert abs(fp32 - int8) < 2.0, out          # int8 stays close
     size = re.search(r"\(([\d.]+)x smaller\)", out)
     assert size and float(size.group(1)) > 3.5, out
-    kernels = re.search(r"target native: (\d+) int8 kernels, (\d+) float ops", out)
+    kernels = re.search(r"target quantx: (\d+) int8 kernels, (\d+) float ops", out)
     assert kernels and int(kernels.group(1)) == 4 and int(kernels.group(2)) == 0, out
 
 
