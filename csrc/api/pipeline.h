@@ -16,6 +16,13 @@ torch::jit::Module prepare(const torch::jit::Module& model, const std::string& q
                            const std::vector<std::string>& skip = {},
                            const std::vector<std::string>& skip_types = {});
 
+// A trainable quantization-aware-training copy of `model` (training mode): fake-quantizers where
+// prepare puts observers, conv/linear weights fake-quantized, BatchNorm folding simulated. Train
+// it, call eval(), and convert it like a calibrated prepared module.
+torch::jit::Module prepare_qat(const torch::jit::Module& model, const std::string& qconfig = "x86",
+                               const std::vector<std::string>& skip = {},
+                               const std::vector<std::string>& skip_types = {});
+
 // An int8 copy of a calibrated prepared module. target "quantx" (default) runs torchquantx's own
 // int8 kernels (loading the saved file needs the library); "native" runs PyTorch's quantized::
 // operators (the file loads in stock PyTorch); "reference" keeps float ops between

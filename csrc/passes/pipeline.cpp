@@ -10,6 +10,7 @@
 #include "passes/convert.h"
 #include "passes/graph_utils.h"
 #include "passes/insert_observers.h"
+#include "passes/prepare_qat.h"
 #include "passes/qconfig.h"
 #include "passes/quantize_dynamic.h"
 #include "passes/quantize_weights.h"
@@ -31,6 +32,14 @@ torch::jit::Module prepare(const torch::jit::Module& model, const std::string& q
   return prepared;
 }
 
+torch::jit::Module prepare_qat(const torch::jit::Module& model, const std::string& qconfig,
+                               const std::vector<std::string>& skip, const std::vector<std::string>& skip_types) {
+  QConfig q = QConfig::preset_named(qconfig);
+  q.skip_modules = skip;
+  q.skip_types = skip_types;
+  return tqx::passes::prepare_qat(model, q);
+}
+
 namespace {
 
 torch::jit::Module convert_impl(const torch::jit::Module& prepared, const std::string& target, bool warn) {
@@ -38,6 +47,7 @@ torch::jit::Module convert_impl(const torch::jit::Module& prepared, const std::s
               "torchquantx.prepare (it has no ", kQConfigAttr, " attribute); call prepare first");
   TORCH_CHECK(!prepared.hasattr(kSummaryAttr), "torchquantx.convert: the module is already converted");
   torch::jit::Module out = prepared.clone();
+  if (out.hasattr(tqx::passes::kQatAttr)) tqx::passes::qat_to_prepared(out);
   tqx::passes::ConvertOptions options;
   options.target = target;
   options.qconfig = QConfig::deserialize(out.attr(kQConfigAttr).toStringRef());
@@ -108,6 +118,14 @@ c10::IValue prepare_op(c10::IValue module, std::string qconfig, c10::optional<st
       ._ivalue();
 }
 
+c10::IValue prepare_qat_op(c10::IValue module, std::string qconfig, c10::optional<std::vector<std::string>> skip,
+                           c10::optional<std::vector<std::string>> skip_types) {
+  return torchquantx::prepare_qat(module_arg("quantx::prepare_qat", module), qconfig,
+                                  skip.value_or(std::vector<std::string>{}),
+                                  skip_types.value_or(std::vector<std::string>{}))
+      ._ivalue();
+}
+
 c10::IValue convert_op(c10::IValue module, std::string target) {
   return torchquantx::convert_impl(module_arg("quantx::convert", module), target, /*warn=*/false)._ivalue();
 }
@@ -148,6 +166,8 @@ std::tuple<std::vector<std::string>, std::vector<int64_t>, std::vector<int64_t>>
 
 TORCH_LIBRARY_FRAGMENT(quantx, m) {
   m.def("prepare(Any module, str qconfig=\"x86\", str[]? skip=None, str[]? skip_types=None) -> Any", prepare_op);
+  m.def("prepare_qat(Any module, str qconfig=\"x86\", str[]? skip=None, str[]? skip_types=None) -> Any",
+        prepare_qat_op);
   m.def("convert(Any module, str target=\"quantx\") -> Any", convert_op);
   m.def("summary(Any module) -> str", summary_op);
   m.def("quantize_weights(Any module, int bits=8) -> Any", quantize_weights_op);
