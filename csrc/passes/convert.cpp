@@ -10,6 +10,7 @@
 #include <ATen/ops/quantize_per_tensor.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/runtime/operator.h>
 
 #include <iomanip>
 #include <map>
@@ -355,7 +356,7 @@ class Converter {
     }
     inputs.push_back(graph_->insertConstant(scale));
     inputs.push_back(graph_->insertConstant(zp));
-    if (own) inputs.push_back(graph_->insertConstant(relu != nullptr));
+    if (own && rule.fuses_relu) inputs.push_back(graph_->insertConstant(relu != nullptr));
     Node* lowered = graph_->create(c10::Symbol::fromQualString(op_name), inputs);
     lowered->output()->setType(c10::TensorType::get());
     lowered->copyMetadata(n);  // the layer (scope) the op came from, for reports
@@ -371,12 +372,38 @@ class Converter {
     if (list && !list->hasUses()) destroy(list->node());
   }
 
+  // The registry's quantx op for a same/fixed-qparams node, when its schema takes the node's
+  // arguments (plus the fixed output qparams): e.g. aten::mean.dim, not aten::mean(Tensor, dtype).
+  static bool quantx_op_fits(const Node* n, const OpRule& rule) {
+    const auto ops = torch::jit::getAllOperatorsFor(c10::Symbol::fromQualString(rule.quantx_op));
+    if (ops.size() != 1) return false;
+    const auto& args = ops[0]->schema().arguments();
+    const size_t extra = rule.kind == QuantKind::kFixedQParams ? 2 : 0;
+    if (args.size() != n->inputs().size() + extra) return false;
+    for (size_t i = 1; i < n->inputs().size(); ++i) {
+      if (!n->input(i)->type()->isSubtypeOf(*args[i].type())) return false;
+    }
+    return true;
+  }
+
   void lower_same(Node* n, const OpRule& rule) {
     Value* q = quantized_source(n->input(0));
     if (!q) return;
     torch::jit::WithInsertPoint guard(n);
     Node* clone = graph_->createClone(n, [&](Value* v) { return v == n->input(0) ? q : v; });
-    if (rule.native_op != nullptr) {  // a stand-in that accepts what int8 producers return
+    const bool own = options_.target == "quantx" && rule.quantx_op != nullptr && quantx_op_fits(n, rule);
+    if (own) {  // torchquantx's kernel, same arguments (fixed-qparams ops: and their output qparams)
+      std::vector<Value*> inputs(clone->inputs().begin(), clone->inputs().end());
+      if (rule.kind == QuantKind::kFixedQParams) {
+        inputs.push_back(graph_->insertConstant(rule.fixed_scale));
+        inputs.push_back(graph_->insertConstant(rule.fixed_zero_point));
+      }
+      Node* other = graph_->create(c10::Symbol::fromQualString(rule.quantx_op), inputs);
+      other->output()->setType(c10::TensorType::get());
+      other->copyMetadata(n);
+      clone->destroy();
+      clone = other;
+    } else if (rule.native_op != nullptr) {  // a stand-in that accepts what int8 producers return
       Node* other = graph_->create(c10::Symbol::fromQualString(rule.native_op), clone->inputs());
       other->output()->setType(n->output()->type());
       other->copyMetadata(n);
@@ -391,7 +418,7 @@ class Converter {
     } else if (qparams_.count(q)) {
       qparams_[clone->output()] = qparams_[q];
     }
-    report_.push_back(describe(n) + " -> int8 (" +
+    report_.push_back(describe(n) + " -> " + (own ? std::string(rule.quantx_op) + " " : std::string("int8 ")) + "(" +
                       (rule.kind == QuantKind::kFixedQParams ? "fixed qparams" : "input's qparams") + ")");
     n->output()->replaceAllUsesWith(dq);
     destroy(n);
@@ -563,7 +590,7 @@ class Converter {
 
   void describe_float_ops() {
     for_each_node(graph_->block(), [&](Node* n) {
-      if (n->outputs().size() != 1 || !n->output()->type()->cast<c10::TensorType>()) return;
+      if (n->outputs().empty() || !n->outputs()[0]->type()->cast<c10::TensorType>()) return;  // e.g. MHA: 2 outputs
       const auto k = n->kind();
       if (k == c10::prim::Constant || k == c10::prim::GetAttr || k == c10::aten::dequantize ||
           k == c10::aten::quantize_per_tensor || k.is_prim() || k.ns().toUnqualString() == std::string("quantized") ||
