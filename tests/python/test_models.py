@@ -317,6 +317,8 @@ def test_multihead_attention(batch_first):
     text = summary_text(q)
     assert "its branch never ran during calibration" in text, text
     assert int8_kernels(text) >= 2, text  # fc_in and fc
+    if batch_first:  # the fused fast path, two outputs, is reported as float too
+        assert "aten::_native_multi_head_attention -> float" in text, text
 
 
 def test_unreached_branch_does_not_hide_missing_calibration():
