@@ -10,7 +10,7 @@ from ._library import library_path, load as _load
 _load()
 
 from . import _C  # noqa: E402  (needs the library loaded first)
-from . import calibration, observers, ops, quantize, recovery  # noqa: E402
+from . import calibration, observers, ops, qat, quantize, recovery  # noqa: E402
 from .calibration import calibration_method, compare_methods, set_calibration_method  # noqa: E402
 from .observers import (  # noqa: E402
     HistogramObserver,
@@ -18,6 +18,14 @@ from .observers import (  # noqa: E402
     MovingAverageMinMaxObserver,
     MovingAveragePerChannelMinMaxObserver,
     PerChannelMinMaxObserver,
+)
+from .qat import (  # noqa: E402
+    disable_fake_quant,
+    disable_observer,
+    enable_fake_quant,
+    enable_observer,
+    freeze_bn_stats,
+    prepare_qat,
 )
 from .quantize import calibrate, convert, prepare, quantize_dynamic, quantize_weights, summary  # noqa: E402
 from .recovery import adaround, adaround_report, bias_correction, equalize, ptq  # noqa: E402
@@ -61,7 +69,8 @@ def reset_max_isa() -> None:
 
 __all__ = [
     "adaround", "adaround_report", "bias_correction", "equalize", "ptq", "recovery",
-    "calibrate", "calibration", "calibration_method", "compare_methods", "convert", "prepare",
+    "disable_fake_quant", "disable_observer", "enable_fake_quant", "enable_observer", "freeze_bn_stats",
+    "prepare_qat", "qat", "calibrate", "calibration", "calibration_method", "compare_methods", "convert", "prepare",
     "set_calibration_method", "quantize_dynamic", "quantize_weights", "summary", "QuantStub", "DeQuantStub",
     "HistogramObserver", "MinMaxObserver", "MovingAverageMinMaxObserver", "MovingAveragePerChannelMinMaxObserver",
     "PerChannelMinMaxObserver", "active_isa", "choose_qparams", "dequantize_per_channel", "dequantize_per_tensor",

@@ -58,6 +58,9 @@ class FakeQuantize : public torch::CustomClassHolder {
     cfg_.quant_max = quant_max;
     cfg_.skip_non_float = true;
     cfg_.validate(kName);
+    TORCH_CHECK(quant_min >= -128 && quant_max <= 255 && (quant_min >= 0 || quant_max <= 127), kName,
+                ": [quant_min, quant_max] should lie in the quint8 or qint8 range, got [", quant_min, ", ", quant_max,
+                "]");
     TORCH_CHECK(averaging_ > 0.0 && averaging_ <= 1.0, kName, ": averaging_constant should be in (0, 1], got ",
                 averaging_);
   }
@@ -70,7 +73,10 @@ class FakeQuantize : public torch::CustomClassHolder {
     if (training && observer_enabled_) observe(input);
     if (!fake_quant_enabled_ || min_ > max_) return input;
     const auto [scale, zp] = qparams();
-    return fake_quantize_per_tensor_ad(input, scale, zp, cfg_.quant_min, cfg_.quant_max);
+    // qparams come from [quant_min, quant_max] (7 bits under reduce_range), but the int8 model
+    // clamps only at its storage type's range: simulate that, not the narrower range.
+    const bool is_unsigned = cfg_.quant_min >= 0;
+    return fake_quantize_per_tensor_ad(input, scale, zp, is_unsigned ? 0 : -128, is_unsigned ? 255 : 127);
   }
 
   std::tuple<at::Tensor, at::Tensor> calculate_qparams() const {
@@ -153,7 +159,8 @@ class FakeQuantize : public torch::CustomClassHolder {
 };
 
 void check_weight_args(const char* op, const at::Tensor& w, int64_t bits) {
-  TORCH_CHECK(bits == 4 || bits == 8 || bits == 16, op, ": bits should be 4, 8 or 16, got ", bits);
+  TORCH_CHECK(bits == 0 || bits == 4 || bits == 8 || bits == 16, op, ": bits should be 4, 8, 16 or 0 (float), got ",
+              bits);
   TORCH_CHECK(w.scalar_type() == c10::kFloat && w.dim() >= 1, op,
               ": weight should be float32 with output channels on dim 0, got ", w.scalar_type(), " of shape ",
               w.sizes());
@@ -166,6 +173,7 @@ void check_weight_args(const char* op, const at::Tensor& w, int64_t bits) {
 at::Tensor fake_quantize_weight(const at::Tensor& weight, int64_t bits, bool per_channel, bool symmetric) {
   constexpr const char* op = "quantx::fake_quantize_weight";
   check_weight_args(op, weight, bits);
+  if (bits == 0) return weight;  // a layer convert keeps in float (skipped or not reached by int8 inputs)
   const int64_t qmin = -(int64_t{1} << (bits - 1)), qmax = (int64_t{1} << (bits - 1)) - 1;
   const int64_t channels = per_channel ? weight.size(0) : 1;
   const int64_t per = channels == 0 ? 0 : weight.numel() / channels;

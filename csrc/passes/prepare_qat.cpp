@@ -183,7 +183,7 @@ class QatBuilder {
       return;
     }
     const WeightSpec spec = q_.weight_spec();
-    const bool quantized = arrives_quantized(n->input(0));
+    const bool quantized = arrives_quantized(n->input(0)) && !q_.skips(n);  // as convert decides
     const int64_t bits = quantized ? spec.bits : 0;
     const at::Tensor b = tensor_attr(*layer, "bias");
     torch::jit::WithInsertPoint guard(n);
