@@ -75,6 +75,7 @@ class Converter {
     if (options_.target == "native" || options_.target == "quantx") lower_native();
     remove_redundant_pairs();
     if (options_.target == "quantx") {
+      shapes_from_int8();
       torch::jit::EliminateDeadCode(graph_);  // leftover dequantize nodes would count as uses
       fuse_conv_add();
       fuse_relu6();
@@ -422,6 +423,19 @@ class Converter {
                       (rule.kind == QuantKind::kFixedQParams ? "fixed qparams" : "input's qparams") + ")");
     n->output()->replaceAllUsesWith(dq);
     destroy(n);
+  }
+
+  // aten::size / aten::dim of a dequantized int8 value (shape checks in scripted code, e.g.
+  // torchvision's SE block) read the int8 tensor instead: the dequantize then often goes away.
+  void shapes_from_int8() {
+    std::vector<Node*> users;
+    for_each_node(graph_->block(), [&](Node* n) {
+      if ((n->kind() == c10::aten::size || n->kind() == c10::aten::dim) &&
+          n->input(0)->node()->kind() == c10::aten::dequantize) {
+        users.push_back(n);
+      }
+    });
+    for (Node* n : users) n->replaceInput(0, n->input(0)->node()->input(0));
   }
 
   // ---- cleanup --------------------------------------------------------------------------------
