@@ -35,7 +35,7 @@ def test_demo_quantizes_with_small_accuracy_loss(capsys):
     size = re.search(r"\(([\d.]+)x smaller\)", out)
     assert size and float(size.group(1)) > 3.5, out
     kernels = re.search(r"target quantx: (\d+) int8 kernels, (\d+) float ops", out)
-    assert kernels and int(kernels.group(1)) == 4 and int(kernels.group(2)) == 0, out
+    assert kernels and int(kernels.group(1)) == 6 and int(kernels.group(2)) == 0, out
 
 
 def test_cli_reports_bad_arguments(capsys):
