@@ -11,7 +11,9 @@ package) and per setting, the top-1 test accuracy of:
                          by each method (minmax, percentile, entropy, mse, auto) from ONE
                          calibration pass (set_calibration_method between converts)
     ours eq+bc           cross-layer equalization, then empirical bias correction (method mse)
-    ours adaround        AdaRound weights (method mse), where torchquantx has it
+    ours adaround        AdaRound weights (method mse; --adaround-iters steps per layer)
+    ours bn-ranges       data-free: activation ranges from BatchNorm statistics (beta +- 6|gamma|,
+                         interval arithmetic elsewhere, input range of the normalized images)
 
 Settings: W8A8 per-channel, W8A8 per-tensor, W4A8 per-channel (4-bit weights simulated in int8).
 Calibration: 512 training images (torchquantx.data.calibration_subset, seed 0) in 16 batches of
@@ -39,7 +41,7 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 
 import torchquantx as tqx
-from torchquantx.data import calibration_subset, load_fashion_mnist
+from torchquantx.data import MEAN, STD, calibration_subset, load_fashion_mnist
 from torchquantx.models import load_reference
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -88,7 +90,7 @@ def fx_model(model: torch.nn.Module, calib: List[torch.Tensor], per_channel: boo
 
 
 def run_setting(name: str, setting: str, model: torch.nn.Module, calib: List[torch.Tensor], x: torch.Tensor,
-                y: torch.Tensor, fp32_acc: float, progress: bool) -> List[Dict[str, Any]]:
+                y: torch.Tensor, fp32_acc: float, progress: bool, adaround_iters: int) -> List[Dict[str, Any]]:
     overrides, bits, per_channel = SETTINGS[setting]
     rows: List[Dict[str, Any]] = []
 
@@ -119,6 +121,13 @@ def run_setting(name: str, setting: str, model: torch.nn.Module, calib: List[tor
     for method in METHODS:
         add(method, lambda m=method: tqx.convert(tqx.set_calibration_method(prepared, m)))
 
+    def bn_ranges() -> torch.jit.ScriptModule:
+        p = prepare(model, overrides)
+        lo, hi = (0.0 - MEAN) / STD, (1.0 - MEAN) / STD
+        tqx.calibrate_from_batchnorm(p, n=6.0, input_range=(lo, hi))
+        return tqx.convert(p)
+    add("bn-ranges (no data)", bn_ranges)
+
     def eq_bc() -> torch.jit.ScriptModule:
         eq = tqx.equalize(model)
         p = prepare(eq, overrides, "mse")
@@ -130,7 +139,7 @@ def run_setting(name: str, setting: str, model: torch.nn.Module, calib: List[tor
     if hasattr(tqx, "adaround"):
         def adaround() -> torch.jit.ScriptModule:
             p = prepare(model, overrides, "mse")
-            p = tqx.adaround(p, calib, progress=progress)
+            p = tqx.adaround(p, calib, iters=adaround_iters, progress=progress)
             tqx.calibrate(p, calib, progress=progress)
             return tqx.convert(p)
         add("adaround (mse)", adaround)
@@ -200,6 +209,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--test-images", type=int, default=None, help="first N test images (default: all 10000)")
     p.add_argument("--quick", action="store_true", help="1000 test images, 128 calibration images (smoke test)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--adaround-iters", type=int, default=500, help="AdaRound steps per layer (default 500)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default=DEFAULT_OUT, help="output prefix (.json and .md)")
     args = p.parse_args(argv)
@@ -220,7 +230,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         fp32[name] = accuracy(model, x, y)
         print(f"  {name:10s} fp32     {'':18s} {fp32[name]:6.2f} %", flush=True)
         for setting in args.settings:
-            results += run_setting(name, setting, model, calib, x, y, fp32[name], not args.no_progress)
+            results += run_setting(name, setting, model, calib, x, y, fp32[name], not args.no_progress,
+                                   args.adaround_iters)
     notes = checks(results, fp32)
     md = markdown(results, fp32, notes)
     print("\n" + md)

@@ -141,3 +141,31 @@ def compare_methods(prepared: torch.jit.ScriptModule, methods: Sequence[str] = M
                 row["auto_choice"] = chosen
         rows.append(row)
     return rows
+
+
+def calibrate_from_batchnorm(prepared: torch.jit.ScriptModule, *, n: float = 6.0,
+                             input_range: Tuple[float, float] = (-3.0, 3.0)) -> List[str]:
+    """Data-free calibration: sets activation ranges without running any data.
+
+    A convolution whose BatchNorm was folded has pre-activations ~ N(beta, gamma^2) per channel;
+    its output range is [beta - n|gamma|, beta + n|gamma|] (the widest over channels), clipped by a
+    following ReLU / ReLU6 / clamp. Values without BatchNorm statistics get ranges by interval
+    arithmetic from their inputs' (adds, and conv / linear through their weights: safe but wide);
+    `input_range` is the range of the model input (e.g. about (-0.8, 2.0) for images normalized with
+    Fashion-MNIST's mean and std). Observers whose range these rules cannot derive keep what they have
+    (calibrate them with data, or convert lists them as unseen).
+
+    Each derived observer is reset and fed its range's two ends, so use the "minmax" method for them
+    (histogram methods would see a two-point distribution). Returns the observers set, in graph order.
+    The model is changed in place (its observers) and stays usable.
+    """
+    cpp = _prepared_cpp("calibrate_from_batchnorm", prepared)
+    if len(input_range) != 2 or not input_range[0] <= input_range[1]:
+        raise ValueError(f"torchquantx.calibrate_from_batchnorm: input_range should be (lo, hi) with lo <= hi, got "
+                         f"{input_range!r}")
+    names, lo, hi, _ = torch.ops.quantx.batchnorm_ranges(cpp, float(n), float(input_range[0]), float(input_range[1]))
+    for name, a, b in zip(names, lo, hi):
+        obs = cpp.getattr(name)
+        obs.reset()
+        obs.forward(torch.tensor([a, b], dtype=torch.float32))
+    return list(names)

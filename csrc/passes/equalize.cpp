@@ -251,9 +251,12 @@ void record_batchnorm(Graph& graph, PreActivationMap* seen) {
     const auto mean = torch::jit::toIValue(bn->input(3)), training = torch::jit::toIValue(bn->input(5));
     if (!gamma || !beta || !mean || !mean->isTensor() || !training || training->toBool()) return;
     // A constant add/mul after the BatchNorm is folded too and would move the statistics.
+    // (A residual add of another activation is not folded and keeps them.)
     for (const auto& use : bn->output()->uses()) {
       const auto k = use.user->kind();
-      if (k == c10::aten::add || k == c10::aten::sub || k == c10::aten::mul || k == c10::aten::div) return;
+      if (k != c10::aten::add && k != c10::aten::sub && k != c10::aten::mul && k != c10::aten::div) continue;
+      const Value* other = use.user->input(use.offset == 0 ? 1 : 0);
+      if (torch::jit::toIValue(other).has_value()) return;
     }
     const at::Tensor m = mean->toTensor().to(c10::kDouble);
     PreActivation pa;

@@ -8,6 +8,7 @@
 #include "api/pipeline.h"
 #include "passes/canonicalize.h"
 #include "passes/convert.h"
+#include "passes/equalize.h"
 #include "passes/graph_utils.h"
 #include "passes/insert_observers.h"
 #include "passes/prepare_qat.h"
@@ -26,8 +27,11 @@ torch::jit::Module prepare(const torch::jit::Module& model, const std::string& q
   QConfig q = QConfig::preset_named(qconfig);
   q.skip_modules = skip;
   q.skip_types = skip_types;
-  torch::jit::Module prepared = tqx::passes::canonicalize(model);
+  // BatchNorm statistics are kept (by layer) for data-free ranges and analytic bias correction.
+  tqx::passes::PreActivationMap stats;
+  torch::jit::Module prepared = tqx::passes::canonicalize_with_preactivation(model, &stats);
   tqx::passes::insert_observers(prepared, q);
+  tqx::passes::store_preactivation(prepared, stats);
   prepared.register_attribute(kQConfigAttr, c10::StringType::get(), q.serialize());
   return prepared;
 }
