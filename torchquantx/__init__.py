@@ -11,8 +11,8 @@ _load()
 
 from . import _C  # noqa: E402  (needs the library loaded first)
 from . import calibration, observers, ops, qat, quantize, recovery  # noqa: E402
-from .calibration import (calibrate_from_batchnorm, calibration_method, compare_methods,  # noqa: E402
-                          set_calibration_method)
+from .calibration import (calibrate_from_batchnorm, calibration_method, choose_calibration_methods,  # noqa: E402
+                          compare_methods, set_calibration_method)
 from .observers import (  # noqa: E402
     HistogramObserver,
     MinMaxObserver,
@@ -71,7 +71,8 @@ def reset_max_isa() -> None:
 __all__ = [
     "adaround", "adaround_report", "bias_correction", "equalize", "ptq", "recovery",
     "disable_fake_quant", "disable_observer", "enable_fake_quant", "enable_observer", "freeze_bn_stats",
-    "prepare_qat", "qat", "calibrate", "calibrate_from_batchnorm", "calibration", "calibration_method", "compare_methods", "convert", "prepare",
+    "prepare_qat", "qat", "calibrate", "calibrate_from_batchnorm", "calibration", "choose_calibration_methods",
+    "calibration_method", "compare_methods", "convert", "prepare",
     "set_calibration_method", "quantize_dynamic", "quantize_weights", "summary", "QuantStub", "DeQuantStub",
     "HistogramObserver", "MinMaxObserver", "MovingAverageMinMaxObserver", "MovingAveragePerChannelMinMaxObserver",
     "PerChannelMinMaxObserver", "active_isa", "choose_qparams", "dequantize_per_channel", "dequantize_per_tensor",

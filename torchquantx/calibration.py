@@ -13,12 +13,20 @@ The methods, their numerics and their costs are in docs/user-guide.md ("Calibrat
 """
 from __future__ import annotations
 
+import itertools
+import math
 import re
-from typing import Dict, List, Sequence, Tuple
+import warnings
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
 from .observers import METHODS, check_method
+
+try:
+    from tqdm import tqdm
+except ImportError:  # pragma: no cover - tqdm is a dependency
+    tqdm = None
 
 _OBSERVER_PREFIX = "_tqx_obs_"
 _QCONFIG_ATTR = "_tqx_qconfig"
@@ -169,3 +177,81 @@ def calibrate_from_batchnorm(prepared: torch.jit.ScriptModule, *, n: float = 6.0
         obs.reset()
         obs.forward(torch.tensor([a, b], dtype=torch.float32))
     return list(names)
+
+
+def _output_sqnr(qmodel: torch.jit.ScriptModule, inputs: List[Tuple[Any, ...]], refs: List[torch.Tensor]) -> float:
+    signal = noise = 0.0
+    with torch.no_grad():
+        for args, ref in zip(inputs, refs):
+            out = qmodel(*args)
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            signal += float(ref.double().pow(2).sum())
+            noise += float((ref.double() - out.double()).pow(2).sum())
+    return math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal > 0 else -math.inf
+
+
+def choose_calibration_methods(prepared: torch.jit.ScriptModule, model: Callable[..., Any], data: Iterable[Any],
+                               num_batches: Optional[int] = 4, *,
+                               methods: Sequence[str] = ("minmax", "percentile", "entropy", "mse"),
+                               percentile: float = 99.99, target: str = "quantx", progress: bool = True,
+                               input_fn: Optional[Callable[[Any], Tuple[Any, ...]]] = None) -> Dict[str, str]:
+    """`auto` judged on the model's output: picks each observer's method by the SQNR of the int8
+    model's output against the float `model` on `data` (a few calibration batches suffice).
+
+    First the best single method for all observers, then, observer by observer in graph order, any
+    other method that raises the output SQNR. The histogram-only `auto` method judges each tensor
+    alone; this sees how errors combine downstream, at the cost of one convert and one pass over
+    `data` per candidate (observers x methods). Sets the methods in place and returns
+    {observer: method}. The statistics are untouched.
+    """
+    from .quantize import _default_inputs, convert  # late: quantize imports this module's siblings
+    for m in methods:
+        check_method("torchquantx.choose_calibration_methods", m, percentile)
+    if not methods:
+        raise ValueError("torchquantx.choose_calibration_methods: methods should name at least one method, got ()")
+    found = [(n, o) for n, _, o in _histogram_observers("choose_calibration_methods", prepared) if o.batches() > 0]
+    to_inputs = input_fn or _default_inputs
+    batches = list(data if num_batches is None else itertools.islice(data, num_batches))
+    if not batches:
+        raise ValueError("torchquantx.choose_calibration_methods: the data yielded no batches")
+    inputs = [to_inputs(b) for b in batches]
+    with torch.no_grad():
+        refs = [model(*args) for args in inputs]
+    refs = [r[0] if isinstance(r, (tuple, list)) else r for r in refs]
+
+    def score() -> float:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _output_sqnr(convert(prepared, target), inputs, refs)
+
+    total = len(methods) + len(found) * (len(methods) - 1)
+    bar = tqdm(total=total, desc="choose methods", unit="convert", disable=not progress) if tqdm else None
+    try:
+        best_method, best = methods[0], -math.inf
+        for m in methods:
+            for _, obj in found:
+                obj.set_method(m, float(percentile))
+            s = score()
+            if s > best:
+                best_method, best = m, s
+            if bar is not None:
+                bar.update(1)
+        chosen = {name: best_method for name, _ in found}
+        for _, obj in found:
+            obj.set_method(best_method, float(percentile))
+        for name, obj in found:
+            for m in methods:
+                if m == chosen[name]:
+                    continue
+                obj.set_method(m, float(percentile))
+                s = score()
+                if s > best + 0.01:
+                    chosen[name], best = m, s
+                else:
+                    obj.set_method(chosen[name], float(percentile))
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return chosen

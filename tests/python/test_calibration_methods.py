@@ -309,3 +309,42 @@ def test_qconfig_overrides():
 def test_qconfig_method_reaches_the_observers():
     prepared = torch.ops.quantx.prepare.raw(torch.jit.script(Net().eval())._c, "x86;activation_method=mse", [], [])
     assert {obs.method() for _, _, obs in tqx.calibration.observers(prepared)} == {"mse"}
+
+
+def _model_sqnr(model, qmodel, batches) -> float:
+    with torch.no_grad():
+        ref = torch.cat([model(b) for b in batches]).double()
+        out = torch.cat([qmodel(b) for b in batches]).double()
+    return 10 * math.log10(ref.pow(2).sum().item() / (ref - out).pow(2).sum().item())
+
+
+def test_choose_methods_by_model_output_beats_every_uniform_method(gen):
+    torch.manual_seed(0)
+    model = Net().eval()
+    batches = data(gen, n=4)
+    prepared = tqx.prepare(model)
+    tqx.calibrate(prepared, batches, progress=False)
+    uniform = {}
+    for method in ("minmax", "percentile", "entropy", "mse"):
+        tqx.set_calibration_method(prepared, method)
+        uniform[method] = _model_sqnr(model, tqx.convert(prepared), batches)
+    chosen = tqx.choose_calibration_methods(prepared, model, batches, num_batches=None, progress=False)
+    names = [name for name, _, _ in tqx.calibration.observers(prepared)]
+    assert sorted(chosen) == sorted(names)
+    assert {obj.method() for _, _, obj in tqx.calibration.observers(prepared)} <= set(uniform)
+    for name, _, obj in tqx.calibration.observers(prepared):
+        assert obj.method() == chosen[name]
+    # Judged independently here: the chosen mix is at least as good as the best single method.
+    assert _model_sqnr(model, tqx.convert(prepared), batches) >= max(uniform.values()) - 1e-9, (chosen, uniform)
+
+
+def test_choose_methods_errors(gen):
+    model = Net().eval()
+    prepared = tqx.prepare(model)
+    tqx.calibrate(prepared, data(gen), progress=False)
+    with pytest.raises(ValueError, match="methods should name at least one method"):
+        tqx.choose_calibration_methods(prepared, model, data(gen), methods=(), progress=False)
+    with pytest.raises(ValueError, match="the data yielded no batches"):
+        tqx.choose_calibration_methods(prepared, model, [], progress=False)
+    with pytest.raises(ValueError, match="method"):
+        tqx.choose_calibration_methods(prepared, model, data(gen), methods=("kl",), progress=False)
