@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -165,6 +166,19 @@ void parallel_rows(const ChannelView& v, const std::function<void(int64_t, int64
 kernels::AffineParams affine(double scale, int64_t zero_point, int64_t qmin, int64_t qmax) {
   return kernels::make_affine_params(static_cast<float>(scale), static_cast<int32_t>(zero_point),
                                      static_cast<int32_t>(qmin), static_cast<int32_t>(qmax));
+}
+
+std::vector<int64_t> broadcast_shape(const char* op, c10::IntArrayRef a, c10::IntArrayRef b) {
+  const size_t n = std::max(a.size(), b.size());
+  std::vector<int64_t> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    const int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    TORCH_CHECK(da == db || da == 1 || db == 1, op, ": qa and qb should have broadcastable shapes, got ", a, " and ",
+                b);
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
 }
 
 }  // namespace tqx::ops

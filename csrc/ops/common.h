@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "kernels/quantize.h"
 
@@ -55,6 +56,10 @@ ChannelView channel_view(const at::Tensor& t, int64_t axis);
 
 // Runs fn(begin, end) over [0, n) in chunks on the intra-op pool; element-wise kernels give the
 // same result for any thread count.
+// The shape two tensors broadcast to, as aten's binary ops do; an error naming op and both
+// shapes ("qa and qb") when they do not broadcast.
+std::vector<int64_t> broadcast_shape(const char* op, c10::IntArrayRef a, c10::IntArrayRef b);
+
 void parallel_chunks(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 // Runs fn(o, c) for every (outer, channel) row of a ChannelView, in parallel.
 void parallel_rows(const ChannelView& v, const std::function<void(int64_t, int64_t)>& fn);

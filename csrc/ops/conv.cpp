@@ -192,20 +192,6 @@ at::Tensor linear(const at::Tensor& qx, const PackedPtr& packed, double scale, i
   return y;
 }
 
-// The shape aten::add broadcasts a and b to; an error naming both when they do not broadcast.
-std::vector<int64_t> broadcast_shape(const char* op, c10::IntArrayRef a, c10::IntArrayRef b) {
-  const size_t n = std::max(a.size(), b.size());
-  std::vector<int64_t> out(n);
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
-    const int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
-    TORCH_CHECK(da == db || da == 1 || db == 1, op, ": qa and qb should have broadcastable shapes, got ", a, " and ",
-                b);
-    out[i] = da == 1 ? db : da;
-  }
-  return out;
-}
-
 at::Tensor add(const at::Tensor& qa, const at::Tensor& qb, double scale, int64_t zero_point, bool relu) {
   constexpr const char* op = "quantx::add";
   check_quint8(op, "qa", qa);

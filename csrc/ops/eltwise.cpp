@@ -20,20 +20,6 @@
 namespace tqx::ops {
 namespace {
 
-// The shape aten::mul broadcasts a and b to; an error naming both when they do not broadcast.
-std::vector<int64_t> broadcast_shape(const char* op, c10::IntArrayRef a, c10::IntArrayRef b) {
-  const size_t n = std::max(a.size(), b.size());
-  std::vector<int64_t> out(n);
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
-    const int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
-    TORCH_CHECK(da == db || da == 1 || db == 1, op, ": qa and qb should have broadcastable shapes, got ", a, " and ",
-                b);
-    out[i] = da == 1 ? db : da;
-  }
-  return out;
-}
-
 // True when `small` is [N or 1, C, 1, 1] against a 4-D `shape` [N, C, H, W]: a per-channel scale
 // such as a squeeze-and-excitation gate, applied per pixel without materializing the broadcast.
 bool is_channel_vector(const at::Tensor& small, c10::IntArrayRef shape) {

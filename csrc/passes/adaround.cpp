@@ -34,11 +34,6 @@ using torch::jit::Value;
 
 constexpr double kZeta = 1.1, kGamma = -0.1;  // the rectified sigmoid's stretch (paper, eq. 23)
 
-bool is_observer_call(const Node* n) {
-  if (n->kind() != c10::prim::CallMethod || n->input(0)->node()->kind() != c10::prim::GetAttr) return false;
-  return n->input(0)->node()->s(c10::attr::name).rfind(kObserverPrefix, 0) == 0;
-}
-
 std::optional<std::vector<int64_t>> int_list(const Node* n, size_t i) {
   const auto v = torch::jit::toIValue(n->input(i));
   if (!v || !v->isIntList()) return std::nullopt;
@@ -59,14 +54,7 @@ at::Tensor output_error(const at::Tensor& d, const at::Tensor& rows, const at::T
 torch::jit::Module make_adaround_probe(const torch::jit::Module& module, const QConfig& qconfig, bool prepared) {
   std::shared_ptr<Graph> graph = module.get_method("forward").graph()->copy();
   const std::vector<Node*> targets = correction_targets(*graph, qconfig, prepared);
-  std::vector<Node*> observers;
-  for_each_node(graph->block(), [&](Node* n) {
-    if (is_observer_call(n)) observers.push_back(n);
-  });
-  for (Node* call : observers) {  // observers return their input
-    call->output()->replaceAllUsesWith(call->input(1));
-    call->destroy();
-  }
+  bypass_observers(*graph);
   torch::jit::WithInsertPoint guard(graph->return_node());
   std::vector<Value*> inputs;
   for (Node* t : targets) {

@@ -25,11 +25,6 @@ using torch::jit::Graph;
 using torch::jit::Node;
 using torch::jit::Value;
 
-bool is_observer_call(const Node* n) {
-  if (n->kind() != c10::prim::CallMethod || n->input(0)->node()->kind() != c10::prim::GetAttr) return false;
-  return n->input(0)->node()->s(c10::attr::name).rfind(kObserverPrefix, 0) == 0;
-}
-
 // True when v is an observer's output, possibly through same-qparams ops (relu6, pooling,
 // flatten...): convert then runs the layer reading v in int8.
 bool is_observed(const Value* v) {
@@ -135,14 +130,7 @@ std::vector<Node*> correction_targets(Graph& graph, const QConfig& qconfig, bool
 torch::jit::Module make_bias_probe(const torch::jit::Module& module, const QConfig& qconfig, bool prepared) {
   std::shared_ptr<Graph> graph = module.get_method("forward").graph()->copy();
   const std::vector<Node*> targets = correction_targets(*graph, qconfig, prepared);
-  std::vector<Node*> observers;
-  for_each_node(graph->block(), [&](Node* n) {
-    if (is_observer_call(n)) observers.push_back(n);
-  });
-  for (Node* call : observers) {  // observers return their input
-    call->output()->replaceAllUsesWith(call->input(1));
-    call->destroy();
-  }
+  bypass_observers(*graph);
   torch::jit::EliminateDeadCode(graph);
 
   torch::jit::WithInsertPoint guard(graph->return_node());

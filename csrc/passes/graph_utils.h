@@ -20,6 +20,12 @@ std::string describe_value(const torch::jit::Value* value);
 // Calls fn on every node of block and its sub-blocks, in order (nodes may not be destroyed).
 void for_each_node(torch::jit::Block* block, const std::function<void(torch::jit::Node*)>& fn);
 
+// True for `self._tqx_obs_N.forward(v)`, an observer call inserted by prepare.
+bool is_observer_call(const torch::jit::Node* node);
+// Removes every observer call of a graph (blocks included), sending its uses to the observed
+// value: the float computation of a prepared module, recording nothing.
+void bypass_observers(torch::jit::Graph& graph);
+
 // Prefix used for every attribute the passes add to a module.
 constexpr const char* kObserverPrefix = "_tqx_obs_";
 constexpr const char* kPackedPrefix = "_tqx_packed_";
