@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "bench_util.h"
 #include "kernels/conv.h"
 #include "kernels/isa.h"
 #include "peak.h"
@@ -27,10 +28,7 @@ double amx_peak() {
 
 // args: in_c, out_c, h(=w), kernel, stride, groups
 void BM_Conv(benchmark::State& state, Isa isa) {
-  if (!tqx::kernels::isa_supported(isa)) {
-    state.SkipWithError("ISA not supported on this CPU");
-    return;
-  }
+  if (!tqx::bench::usable(state, isa)) return;
   const int64_t c = state.range(0), oc = state.range(1), hw = state.range(2), k = state.range(3),
                 stride = state.range(4), groups = state.range(5);
   const int64_t pad = k / 2, o = tqx::kernels::conv_out_size(hw, k, stride, pad, 1);

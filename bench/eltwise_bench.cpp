@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/eltwise.h"
+#include "bench_util.h"
 #include "kernels/isa.h"
 #include "kernels/lut.h"
 #include "kernels/pool.h"
@@ -21,13 +22,7 @@ std::vector<uint8_t> bytes(int64_t n) {
   return v;
 }
 
-bool usable(benchmark::State& state, Isa isa) {
-  if (!tqx::kernels::isa_supported(isa)) {
-    state.SkipWithError("ISA not supported on this CPU");
-    return false;
-  }
-  return true;
-}
+using tqx::bench::usable;
 
 void BM_MulU8(benchmark::State& state, Isa isa) {
   if (!usable(state, isa)) return;

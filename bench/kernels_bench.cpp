@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/histogram.h"
+#include "bench_util.h"
 #include "kernels/isa.h"
 #include "kernels/quantize.h"
 #include "kernels/reduce.h"
@@ -21,13 +22,7 @@ std::vector<float> data(int64_t n) {
   return v;
 }
 
-bool usable(benchmark::State& state, Isa isa) {
-  if (!tqx::kernels::isa_supported(isa)) {
-    state.SkipWithError("ISA not supported on this CPU");
-    return false;
-  }
-  return true;
-}
+using tqx::bench::usable;
 
 void BM_QuantizeF32U8(benchmark::State& state, Isa isa) {
   if (!usable(state, isa)) return;

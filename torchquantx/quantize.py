@@ -32,14 +32,16 @@ _raw_convert = torch.ops.quantx.convert
 _raw_summary = torch.ops.quantx.summary
 
 
-def _script(model: torch.nn.Module, example_inputs: Optional[Tuple[Any, ...]]) -> torch.jit.ScriptModule:
+def _script(model: torch.nn.Module, example_inputs: Optional[Tuple[Any, ...]],
+            fn: str = "prepare") -> torch.jit.ScriptModule:
+    """`model` as a ScriptModule (scripted, or traced with example_inputs); errors name torchquantx.<fn>."""
     if isinstance(model, torch.jit.ScriptModule):
         return model
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"torchquantx.prepare: model should be a torch.nn.Module or a ScriptModule, got "
+        raise TypeError(f"torchquantx.{fn}: model should be a torch.nn.Module or a ScriptModule, got "
                         f"{type(model).__name__}")
     if model.training:
-        raise ValueError("torchquantx.prepare: the model is in training mode; call model.eval() first "
+        raise ValueError(f"torchquantx.{fn}: the model is in training mode; call model.eval() first "
                          "(post-training quantization observes inference behaviour)")
     model = with_torchquantx_stubs(model)
     if example_inputs is not None:
@@ -50,8 +52,8 @@ def _script(model: torch.nn.Module, example_inputs: Optional[Tuple[Any, ...]]) -
         return torch.jit.script(model)
     except Exception as e:  # TorchScript reports the offending source in its message
         raise RuntimeError(
-            f"torchquantx.prepare: torch.jit.script could not compile {type(model).__name__}:\n{e}\n"
-            "Pass example_inputs=(an input batch,) to prepare() to trace the model instead (tracing records "
+            f"torchquantx.{fn}: torch.jit.script could not compile {type(model).__name__}:\n{e}\n"
+            f"Pass example_inputs=(an input batch,) to {fn}() to trace the model instead (tracing records "
             "one path through any data-dependent control flow).") from e
 
 
@@ -227,7 +229,7 @@ def quantize_dynamic(model: torch.nn.Module, dtype: torch.dtype = torch.qint8, *
     if dtype != torch.qint8:
         raise ValueError(f"torchquantx.quantize_dynamic: dtype should be torch.qint8 (float16 dynamic kernels need "
                          f"fbgemm, which this PyTorch lacks), got {dtype}")
-    cpp = model if isinstance(model, torch._C.ScriptModule) else _script(model, example_inputs)._c
+    cpp = model if isinstance(model, torch._C.ScriptModule) else _script(model, example_inputs, "quantize_dynamic")._c
     return torch.jit._recursive.wrap_cpp_module(torch.ops.quantx.quantize_dynamic(cpp, per_channel, reduce_range, "onednn"))
 
 
@@ -242,7 +244,7 @@ def quantize_weights(model: torch.nn.Module, dtype: torch.dtype = torch.qint8, *
     if bits is None:
         raise ValueError(f"torchquantx.quantize_weights: dtype should be torch.qint8, torch.int8 or torch.int16, "
                          f"got {dtype}")
-    cpp = model if isinstance(model, torch._C.ScriptModule) else _script(model, example_inputs)._c
+    cpp = model if isinstance(model, torch._C.ScriptModule) else _script(model, example_inputs, "quantize_weights")._c
     return torch.jit._recursive.wrap_cpp_module(torch.ops.quantx.quantize_weights(cpp, bits))
 
 

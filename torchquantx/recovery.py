@@ -30,12 +30,7 @@ def _cpp_module(fn: str, model: Any, example_inputs: Optional[Any]) -> torch._C.
         return model._c
     if isinstance(model, torch._C.ScriptModule):
         return model
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"torchquantx.{fn}: model should be a torch.nn.Module or a ScriptModule, got "
-                        f"{type(model).__name__}")
-    if model.training:
-        raise ValueError(f"torchquantx.{fn}: the model is in training mode; call model.eval() first")
-    return _script(model, example_inputs)._c
+    return _script(model, example_inputs, fn)._c
 
 
 def equalize(model: torch.nn.Module, *, relu6_to_relu: bool = False, absorb_high_bias: bool = True,

@@ -141,15 +141,14 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
   m.def("upsample_nearest2d(Tensor qx, int[]? output_size, float[]? scale_factors) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(quantx, QuantizedCPU, m) {
+static void register_kernels(torch::Library& m) {
   m.impl("cat", cat);
   m.impl("upsample_nearest2d", upsample_nearest2d);
 }
 
+TORCH_LIBRARY_IMPL(quantx, QuantizedCPU, m) { register_kernels(m); }
+
 // A float tensor reaching these ops is a usage error; the same kernels report it clearly.
-TORCH_LIBRARY_IMPL(quantx, CPU, m) {
-  m.impl("cat", cat);
-  m.impl("upsample_nearest2d", upsample_nearest2d);
-}
+TORCH_LIBRARY_IMPL(quantx, CPU, m) { register_kernels(m); }
 
 }  // namespace tqx::ops

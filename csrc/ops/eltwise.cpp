@@ -152,7 +152,7 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
   m.def("dequantize(Tensor qx) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(quantx, QuantizedCPU, m) {
+static void register_kernels(torch::Library& m) {
   m.impl("mul", mul);
   m.impl("hardswish", hardswish);
   m.impl("hardsigmoid", hardsigmoid);
@@ -161,14 +161,9 @@ TORCH_LIBRARY_IMPL(quantx, QuantizedCPU, m) {
   m.impl("dequantize", dequantize);
 }
 
+TORCH_LIBRARY_IMPL(quantx, QuantizedCPU, m) { register_kernels(m); }
+
 // A float tensor reaching these ops is a usage error; the same kernels report it clearly.
-TORCH_LIBRARY_IMPL(quantx, CPU, m) {
-  m.impl("mul", mul);
-  m.impl("hardswish", hardswish);
-  m.impl("hardsigmoid", hardsigmoid);
-  m.impl("sigmoid", sigmoid);
-  m.impl("tanh", tanh);
-  m.impl("dequantize", dequantize);
-}
+TORCH_LIBRARY_IMPL(quantx, CPU, m) { register_kernels(m); }
 
 }  // namespace tqx::ops

@@ -167,19 +167,16 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
   m.def("mean(Tensor qx, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(quantx, QuantizedCPU, m) {
+static void register_kernels(torch::Library& m) {
   m.impl("max_pool2d", max_pool2d);
   m.impl("avg_pool2d", avg_pool2d);
   m.impl("adaptive_avg_pool2d", adaptive_avg_pool2d);
   m.impl("mean", mean);
 }
 
+TORCH_LIBRARY_IMPL(quantx, QuantizedCPU, m) { register_kernels(m); }
+
 // A float tensor reaching these ops is a usage error; the same kernels report it clearly.
-TORCH_LIBRARY_IMPL(quantx, CPU, m) {
-  m.impl("max_pool2d", max_pool2d);
-  m.impl("avg_pool2d", avg_pool2d);
-  m.impl("adaptive_avg_pool2d", adaptive_avg_pool2d);
-  m.impl("mean", mean);
-}
+TORCH_LIBRARY_IMPL(quantx, CPU, m) { register_kernels(m); }
 
 }  // namespace tqx::ops
