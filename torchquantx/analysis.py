@@ -62,3 +62,546 @@ class Analysis:
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
+
+    def table(self) -> str:
+        """The per-layer comparison as aligned text (what `torchquantx analyze` prints)."""
+        head = ("layer", "op", "SQNR dB", "cosine", "W-only dB", "A-only dB", "local dB", "range", "observed", "clipped")
+        rows = [head]
+        for s in self.layers:
+            rows.append((s.name, s.op.replace("aten::", ""), _fmt(s.sqnr), f"{s.cosine:.4f}", _fmt(s.weight_only_sqnr),
+                         _fmt(s.activation_only_sqnr), _fmt(s.local_sqnr), f"[{s.range[0]:.3g}, {s.range[1]:.3g}]",
+                         f"[{s.observed[0]:.3g}, {s.observed[1]:.3g}]", f"{100 * s.clipped:.2f}%"))
+        out = _align(rows)
+        out.append(f"{self.metric_name}: float {_fmt(self.float_metric)}, int8 {_fmt(self.int8_metric)}")
+        if self.float_ops:
+            out.append("")
+            out.extend(_align([("float op", "op", "why", "boundaries", "boundary ms")] +
+                              [(f.name, f.op, f.reason, str(f.boundaries), f"{f.boundary_ms:.3f}") for f in self.float_ops]))
+        if self.sensitivity:
+            out.append("")
+            out.extend(_align([("sensitivity rank", "layer", "int8 alone", "float alone", "gain")] +
+                              [(str(k + 1), s.name, _fmt(s.quantized_alone), _fmt(s.float_alone), _fmt(s.gain))
+                               for k, s in enumerate(self.sensitivity)]))
+        out.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(out)
+
+
+def _fmt(v: float) -> str:
+    return "inf" if v == float("inf") else "-inf" if v == float("-inf") else f"{v:.2f}"
+
+
+def _align(rows: List[Tuple[str, ...]]) -> List[str]:
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# The probe: a private copy of a calibrated prepared model in which every activation observer and
+# every weight that convert quantizes is a tap. A tap passes its tensor through, or fake-quantizes it
+# with exactly the qparams / weight rounding convert uses, and can record what flows through it. One
+# copy then simulates any mix of float and int8 layers without re-preparing or re-calibrating.
+
+import io
+import itertools
+import math
+import re
+import time
+import warnings
+from typing import Callable, Iterable, Sequence, Set
+
+import torch
+
+try:
+    from tqdm import tqdm
+except ImportError:  # pragma: no cover - tqdm is a dependency
+    tqdm = None
+
+from . import calibration as _calibration
+from . import quantize as _quantize
+
+_OBS_PREFIX = "_tqx_obs_"
+_WEIGHTED_OPS = ("aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::linear")
+
+
+class _Session:
+    """The probe whose taps run now, and whether they record what flows through them."""
+
+    def __init__(self) -> None:
+        self.probe: Optional["_Probe"] = None
+        self.record: Optional[Dict[int, torch.Tensor]] = None
+
+
+_SESSION = _Session()
+_LIB = torch.library.Library("quantx_probe", "DEF")
+_LIB.define("act(Tensor x, int id) -> Tensor")
+# The weight tap also takes the layer's input, only so that the graph executor's constant propagation
+# cannot fold it (its other inputs are constants) and bake in the first run's weights.
+_LIB.define("weight(Tensor w, Tensor x, int id) -> Tensor")
+
+
+def _act_tap(x: torch.Tensor, tap: int) -> torch.Tensor:
+    probe = _SESSION.probe
+    if probe is not None and tap in probe.act_q and x.is_floating_point():
+        scale, zp, qmin, qmax = probe.act_params[tap]
+        y = torch.fake_quantize_per_tensor_affine(x, scale, zp, qmin, qmax)
+    else:
+        y = x.clone()
+    if _SESSION.record is not None:
+        _SESSION.record[tap] = y
+    return y
+
+
+def _weight_tap(w: torch.Tensor, x: torch.Tensor, tap: int) -> torch.Tensor:
+    probe = _SESSION.probe
+    return probe.weight_fq[tap] if probe is not None and tap in probe.weight_q else w
+
+
+_LIB.impl("act", _act_tap, "CPU")
+_LIB.impl("weight", _weight_tap, "CPU")
+
+
+def _module_path(node: torch._C.Node) -> str:
+    """'layers.0.conv1' from a node's module hierarchy 'layers(Sequential).0(BasicBlock).conv1(Conv2d).SELF(Conv2d)'."""
+    parts = re.findall(r"([^.()]+)\([^()]*\)", node.getModuleHierarchy())
+    return ".".join(p for p in parts if p not in ("SELF", "UNKNOWN_INSTANCE"))
+
+
+def _split_place(place: str) -> Tuple[str, str]:
+    """('layers.0.conv2', 'aten::conv2d') from an observer place 'layers.0.conv2 (aten::conv2d)'."""
+    m = re.fullmatch(r"(.*) \(([\w:.]+)\)", place)
+    return (m.group(1), m.group(2)) if m else (place, "input" if place.startswith("input") else "")
+
+
+def _walk(block: Any) -> Iterable[torch._C.Node]:
+    for node in block.nodes():
+        yield node
+        for sub in node.blocks():
+            yield from _walk(sub)
+
+
+def _qconfig_fields(cpp: torch._C.ScriptModule) -> Dict[str, str]:
+    text = str(cpp.getattr("_tqx_qconfig"))
+    return dict(kv.split("=", 1) for kv in text.split(";") if "=" in kv)
+
+
+def _qrange(obj: Any) -> Tuple[int, int]:
+    m = re.search(r"quant_min=(-?\d+), quant_max=(-?\d+)", str(obj.describe()))
+    if not m:
+        raise RuntimeError(f"torchquantx.analyze: cannot read the quantization range of {obj.describe()}")
+    return int(m.group(1)), int(m.group(2))
+
+
+class _Probe:
+    """A tap-instrumented copy of a calibrated prepared model (the prepared model is not touched)."""
+
+    def __init__(self, prepared: torch.jit.ScriptModule, int8_weights: Set[str]) -> None:
+        buf = io.BytesIO()
+        torch.jit.save(prepared, buf)  # a copy with its own types: editing its graph leaves `prepared` alone
+        buf.seek(0)
+        self.module = torch.jit.load(buf)
+        cpp = self.module._c
+        fields = _qconfig_fields(cpp)
+        bits = int(fields.get("weight_bits", "8"))
+        per_channel = fields.get("weight_per_channel", "1") == "1"
+        symmetric = fields.get("weight_symmetric", "1") == "1"
+        graph = self.module.graph
+        # (attribute, place, layer name, op) per observer, id = index; weights: (layer name, op) per id.
+        self.acts: List[Tuple[str, str, str, str]] = []
+        self.weights: List[Tuple[str, str]] = []
+        self.act_params: Dict[int, Tuple[float, int, int, int]] = {}
+        self.weight_fq: Dict[int, torch.Tensor] = {}
+        self.act_q: Set[int] = set()
+        self.weight_q: Set[int] = set()
+        places = {name: place for name, place, _ in _calibration.observers(prepared)}
+        # A loaded copy has no module hierarchy on its nodes; the original's weighted ops, in the same
+        # order, name them.
+        layer_names = [_module_path(n) for n in _walk(prepared.graph) if n.kind() in _WEIGHTED_OPS]
+        weighted = [n for n in _walk(graph) if n.kind() in _WEIGHTED_OPS]
+        if len(weighted) != len(layer_names):
+            raise RuntimeError(f"torchquantx.analyze: the copy of the prepared model has {len(weighted)} conv/linear "
+                               f"ops, the original {len(layer_names)}")
+        names_of = {id(n): name for n, name in zip(weighted, layer_names)}
+        for node in list(_walk(graph)):
+            if node.kind() == "prim::CallMethod":
+                owner = node.inputsAt(0).node()
+                if owner.kind() != "prim::GetAttr" or not owner.s("name").startswith(_OBS_PREFIX):
+                    continue
+                attr = owner.s("name")
+                obj = cpp.getattr(attr)
+                tap = len(self.acts)
+                layer, op = _split_place(places.get(attr, attr))
+                self.acts.append((attr, places.get(attr, attr), layer, op))
+                if obj.batches() > 0:
+                    scale, zp = obj.calculate_qparams()
+                    qmin, qmax = _qrange(obj)
+                    self.act_params[tap] = (float(scale.reshape(-1)[0]), int(zp.reshape(-1)[0]), qmin, qmax)
+                self._replace(graph, node, "quantx_probe::act", node.inputsAt(1), tap)
+            elif node.kind() in _WEIGHTED_OPS:
+                w = node.inputsAt(1)
+                if w.node().kind() != "prim::Constant" or not isinstance(w.type(), torch._C.TensorType):
+                    continue
+                layer = names_of[id(node)]
+                if layer not in int8_weights:
+                    continue
+                tap = len(self.weights)
+                self.weights.append((layer, node.kind()))
+                weight = w.node().t("value")
+                self.weight_fq[tap] = torch.ops.quantx.fake_quantize_weight(
+                    weight, bits, per_channel and weight.dim() > 1, symmetric)
+                with graph.insert_point_guard(node):
+                    idc = graph.insertConstant(tap)
+                    new = graph.create("quantx_probe::weight", [w, node.inputsAt(0), idc])
+                    graph.insertNode(new)
+                new.output().setType(w.type())
+                node.replaceInputWith(w, new.output())
+        torch._C._jit_pass_dce(graph)
+
+    @staticmethod
+    def _replace(graph: Any, node: Any, kind: str, value: Any, key: int) -> None:
+        with graph.insert_point_guard(node):
+            idc = graph.insertConstant(key)
+            new = graph.create(kind, [value, idc])
+            graph.insertNode(new)
+        new.output().setType(node.output().type())
+        node.output().replaceAllUsesWith(new.output())
+        node.destroy()
+
+    def configure(self, acts: Iterable[int], weights: Iterable[int]) -> None:
+        """Makes the given activation / weight taps (indices into self.acts / self.weights) int8."""
+        self.act_q = {i for i in acts if i in self.act_params}
+        self.weight_q = set(weights)
+
+    def all_acts(self) -> List[int]:
+        return list(range(len(self.acts)))
+
+    def all_weights(self) -> List[int]:
+        return list(range(len(self.weights)))
+
+    def run(self, args: Tuple[Any, ...], record: bool = False) -> Tuple[torch.Tensor, Dict[int, torch.Tensor]]:
+        _SESSION.probe, _SESSION.record = self, ({} if record else None)
+        try:
+            with torch.no_grad():
+                out = self.module(*args)
+            taps = _SESSION.record or {}
+        finally:
+            _SESSION.probe, _SESSION.record = None, None
+        return _first_tensor(out), taps
+
+
+def _first_tensor(out: Any) -> torch.Tensor:
+    while isinstance(out, (tuple, list)):
+        out = out[0]
+    if isinstance(out, dict):
+        out = next(iter(out.values()))
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"torchquantx.analyze: the model should return a tensor (or a tuple/list/dict starting with one), "
+                        f"got {type(out).__name__}")
+    return out
+
+
+def _db(signal: float, noise: float) -> float:
+    if noise <= 0:
+        return math.inf
+    if signal <= 0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+class _Acc:
+    """Running sums for SQNR and cosine of one tap over many batches."""
+
+    def __init__(self) -> None:
+        self.ss = self.nn = self.qq = self.fq = 0.0
+
+    def add(self, f: torch.Tensor, q: torch.Tensor) -> None:
+        f, q = f.double(), q.double()
+        self.ss += float(f.pow(2).sum())
+        self.qq += float(q.pow(2).sum())
+        self.fq += float((f * q).sum())
+        self.nn += float((f - q).pow(2).sum())
+
+    def sqnr(self) -> float:
+        return _db(self.ss, self.nn)
+
+    def cosine(self) -> float:
+        d = math.sqrt(self.ss * self.qq)
+        return self.fq / d if d > 0 else (1.0 if self.ss == self.qq else 0.0)
+
+
+def _prepared_and_batches(fn: str, model: Any, data: Iterable[Any], num_batches: Optional[int], qconfig: str,
+                          method: Optional[str], skip: Sequence[str], input_fn: Optional[Callable[[Any], Tuple[Any, ...]]],
+                          progress: bool, calib_batches: Optional[int]) -> Tuple[torch.jit.ScriptModule, List[Tuple[Any, ...]], bool]:
+    """(calibrated prepared model, the analysis inputs, whether we prepared it ourselves)."""
+    if num_batches is not None and num_batches < 1:
+        raise ValueError(f"torchquantx.{fn}: num_batches should be >= 1, got {num_batches}")
+    to_inputs = input_fn or _quantize._default_inputs
+    try:
+        batches = list(data if num_batches is None else itertools.islice(data, num_batches))
+    except TypeError as e:
+        raise TypeError(f"torchquantx.{fn}: data should be an iterable of batches (a DataLoader, a list of tensors), "
+                        f"got {type(data).__name__}") from e
+    if not batches:
+        raise ValueError(f"torchquantx.{fn}: the data yielded no batches")
+    inputs = [to_inputs(b) for b in batches]
+    is_prepared = isinstance(model, torch.jit.ScriptModule) and model._c.hasattr("_tqx_qconfig")
+    if is_prepared:
+        if skip or method is not None:
+            raise ValueError(f"torchquantx.{fn}: skip= and method= apply when torchquantx prepares the model; "
+                             "this model is already prepared (prepare it again with them, or pass the float model)")
+        return model, inputs, False
+    prepared = _quantize.prepare(model, qconfig, method=method, skip=list(skip))
+    calib = inputs if calib_batches is None else inputs[:calib_batches]
+    _quantize.calibrate(prepared, calib, progress=progress)
+    return prepared, inputs, True
+
+
+def _int8_weight_layers(qmodel: torch.jit.ScriptModule) -> Set[str]:
+    """Module paths whose conv / linear the converted model runs in int8 (from its summary)."""
+    out: Set[str] = set()
+    for line in torch.ops.quantx.summary(qmodel._c).splitlines():
+        parts = line.split("  ")
+        if len(parts) >= 2 and "->" in parts[1]:
+            src, dst = parts[1].split("->", 1)
+            if any(op in src for op in _WEIGHTED_OPS) and "float" not in dst:
+                out.add(parts[0])
+    return out
+
+
+_QUANT_BOUNDARY = ("aten::quantize_per_tensor", "quantx::quantize_nhwc", "quantx::quantize_per_tensor")
+
+
+def _float_ops(qmodel: torch.jit.ScriptModule, inputs: List[Tuple[Any, ...]]) -> List[FloatOp]:
+    """Ops the converted model runs in float, with their dequantize/quantize boundaries and measured cost."""
+    summary = torch.ops.quantx.summary(qmodel._c).splitlines()
+    floats: List[Tuple[str, str, str]] = []
+    for line in summary:
+        parts = line.split("  ")
+        if len(parts) >= 2 and "-> float" in parts[1]:
+            op = parts[1].split("->")[0].strip()
+            reason = parts[1].split("-> float", 1)[1].strip().strip("()")
+            floats.append((parts[0], op, reason))
+    if not floats:
+        return []
+    # Measured time of each boundary op kind (mean per call) over the analysis inputs.
+    with torch.no_grad():
+        qmodel(*inputs[0])
+        with torch.autograd.profiler.profile() as prof:
+            for args in inputs:
+                qmodel(*args)
+    per_call: Dict[str, float] = {}
+    for ev in prof.key_averages():
+        if ev.key in ("aten::dequantize",) + _QUANT_BOUNDARY and ev.count:
+            per_call[ev.key] = ev.cpu_time_total / ev.count / 1000.0  # ms
+    counted: Set[int] = set()
+    result: List[FloatOp] = []
+    nodes_by_name: Dict[Tuple[str, str], List[Any]] = {}
+    for node in _walk(qmodel.graph):
+        nodes_by_name.setdefault((_module_path(node), node.kind()), []).append(node)
+    for name, op, reason in floats:
+        n_bound, ms = 0, 0.0
+        for node in nodes_by_name.get((name, op), []):
+            for v in node.inputs():
+                src = v.node()
+                if src.kind() == "aten::dequantize" and id(src) not in counted:
+                    counted.add(id(src))
+                    n_bound += 1
+                    ms += per_call.get("aten::dequantize", 0.0)
+            for out in node.outputs():
+                for use in out.uses():
+                    if use.user.kind() in _QUANT_BOUNDARY and id(use.user) not in counted:
+                        counted.add(id(use.user))
+                        n_bound += 1
+                        ms += per_call.get(use.user.kind(), 0.0)
+        result.append(FloatOp(name, op, reason or "float", n_bound, ms))
+    return result
+
+
+class _ProbeModel:
+    """The probe under one configuration, callable like the model (what a user metric receives)."""
+
+    def __init__(self, probe: _Probe, acts: Iterable[int], weights: Iterable[int]) -> None:
+        self.probe, self.acts, self.weights = probe, list(acts), list(weights)
+
+    def __call__(self, *args: Any) -> Any:
+        self.probe.configure(self.acts, self.weights)
+        _SESSION.probe = self.probe
+        try:
+            with torch.no_grad():
+                return self.probe.module(*args)
+        finally:
+            _SESSION.probe = None
+
+
+def _metric_name(metric: Optional[Callable[..., float]]) -> str:
+    return "output SQNR (dB)" if metric is None else getattr(metric, "__name__", type(metric).__name__)
+
+
+def _call_metric(fn: str, metric: Callable[[Any], float], model: Any, what: str) -> float:
+    try:
+        value = metric(model)
+    except Exception as e:
+        raise RuntimeError(f"torchquantx.{fn}: the metric {_metric_name(metric)!r} raised on {what}: "
+                           f"{type(e).__name__}: {e}") from e
+    try:
+        return float(value)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"torchquantx.{fn}: the metric should return a number, got {type(value).__name__} "
+                        f"on {what}") from e
+
+
+def _sqnr_of(model: Callable[..., Any], inputs: List[Tuple[Any, ...]], refs: List[torch.Tensor]) -> float:
+    acc = _Acc()
+    with torch.no_grad():
+        for args, ref in zip(inputs, refs):
+            acc.add(ref, _first_tensor(model(*args)))
+    return acc.sqnr()
+
+
+class _Units:
+    """Layers as units of sensitivity: the activation and weight taps that belong to one module path."""
+
+    def __init__(self, probe: _Probe) -> None:
+        self.names: List[str] = []
+        self.acts: Dict[str, List[int]] = {}
+        self.weights: Dict[str, List[int]] = {}
+        for i, (_, _, layer, _) in enumerate(probe.acts):
+            if i in probe.act_params:
+                self.acts.setdefault(self._name(layer), []).append(i)
+        for i, (layer, _) in enumerate(probe.weights):
+            self.weights.setdefault(self._name(layer), []).append(i)
+
+    def _name(self, layer: str) -> str:
+        if layer not in self.names:
+            self.names.append(layer)
+        return layer
+
+    def leaves(self) -> List[str]:
+        """Units that prepare(skip=[name]) keeps in float alone (no other unit lies inside their module)."""
+        return [n for n in self.names if not n.startswith("input")
+                and not any(o != n and o.startswith(n + ".") for o in self.names)]
+
+
+def analyze(model: Any, data: Iterable[Any], *, qconfig: str = "x86", method: Optional[str] = None,
+            num_batches: Optional[int] = 4, metric: Optional[Callable[[Any], float]] = None, sensitivity: bool = True,
+            input_fn: Optional[Callable[[Any], Tuple[Any, ...]]] = None, progress: bool = True,
+            skip: Sequence[str] = (), target: str = "quantx") -> Analysis:
+    """Compares the float model with its int8 version layer by layer, on `data`.
+
+    model: a float nn.Module / ScriptModule in eval mode (prepared and calibrated here on the same
+    batches, with qconfig / method / skip as torchquantx.prepare takes them), or a module that
+    torchquantx.prepare returned and that is already calibrated (then it is analysed as it is).
+    data: batches as torchquantx.calibrate takes them; the first num_batches are used.
+    metric: a callable taking a model (call it like the original one) and returning a number, higher
+    is better, e.g. accuracy on a validation loader; default: the SQNR of the output on `data`.
+
+    int8 is simulated by fake-quantization with the qparams and weight rounding convert uses, so any
+    mix of float and int8 layers can be measured from one calibration; the note list gives the
+    converted model's own output SQNR next to the simulation's. Nothing passed in is modified.
+    """
+    fn = "analyze"
+    prepared, inputs, _ = _prepared_and_batches(fn, model, data, num_batches, qconfig, method, skip, input_fn,
+                                                progress, None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        qmodel = _quantize.convert(prepared, target)
+    probe = _Probe(prepared, _int8_weight_layers(qmodel))
+    all_a, all_w = probe.all_acts(), probe.all_weights()
+    n_taps = len(probe.acts)
+    full, wonly, aonly, local = ([_Acc() for _ in range(n_taps)] for _ in range(4))
+    clipped = [[0, 0] for _ in range(n_taps)]
+    observed: Dict[int, Tuple[float, float]] = {}
+    ranges: Dict[int, Tuple[float, float]] = {}
+    cpp = prepared._c
+    for i, (attr, _, _, _) in enumerate(probe.acts):
+        obj = cpp.getattr(attr)
+        if i in probe.act_params:
+            scale, zp, qmin, qmax = probe.act_params[i]
+            ranges[i] = ((qmin - zp) * scale, (qmax - zp) * scale)
+            observed[i] = (float(obj.min_val()), float(obj.max_val()))
+    bins = 64
+    hists: Dict[int, torch.Tensor] = {}
+    hist_lim: Dict[int, Tuple[float, float]] = {}
+    for i in ranges:
+        lo, hi = min(ranges[i][0], observed[i][0]), max(ranges[i][1], observed[i][1])
+        pad = (hi - lo) * 0.02 or 1e-6
+        hist_lim[i] = (lo - pad, hi + pad)
+        hists[i] = torch.zeros(bins, dtype=torch.float64)
+    refs: List[torch.Tensor] = []
+    out_acc = _Acc()
+    bar = tqdm(total=len(inputs), desc="analyze: layers", unit="batch", disable=not progress) if tqdm else None
+    try:
+        for args in inputs:
+            probe.configure([], [])
+            ref, f_taps = probe.run(args, record=True)
+            refs.append(ref)
+            for i, f in f_taps.items():
+                if i in ranges and f.is_floating_point():
+                    scale, zp, qmin, qmax = probe.act_params[i]
+                    local[i].add(f, torch.fake_quantize_per_tensor_affine(f, scale, zp, qmin, qmax))
+                    lo, hi = ranges[i][0] - scale / 2, ranges[i][1] + scale / 2  # beyond rounding: saturated
+                    clipped[i][0] += int(((f < lo) | (f > hi)).sum())
+                    clipped[i][1] += f.numel()
+                    hists[i] += torch.histc(f.double(), bins, *hist_lim[i])
+            for accs, acts, weights in ((full, all_a, all_w), (wonly, [], all_w), (aonly, all_a, [])):
+                probe.configure(acts, weights)
+                out, q_taps = probe.run(args, record=True)
+                if accs is full:
+                    out_acc.add(ref, out)
+                for i, q in q_taps.items():
+                    if i in f_taps and q.is_floating_point():
+                        accs[i].add(f_taps[i], q)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    layers: List[LayerStats] = []
+    for i, (attr, place, layer, op) in enumerate(probe.acts):
+        if i not in ranges or full[i].ss == 0 and full[i].nn == 0:
+            continue
+        layers.append(LayerStats(
+            name=layer, op=op, observer=attr, sqnr=full[i].sqnr(), cosine=full[i].cosine(),
+            weight_only_sqnr=wonly[i].sqnr(), activation_only_sqnr=aonly[i].sqnr(), local_sqnr=local[i].sqnr(),
+            range=ranges[i], observed=observed[i],
+            clipped=clipped[i][0] / clipped[i][1] if clipped[i][1] else 0.0,
+            histogram=([float(c) for c in hists[i]], hist_lim[i][0], hist_lim[i][1])))
+
+    def evaluate(acts: Iterable[int], weights: Iterable[int]) -> float:
+        pm = _ProbeModel(probe, acts, weights)
+        if metric is None:
+            return _sqnr_of(pm, inputs, refs)
+        return _call_metric(fn, metric, pm, "the simulated model")
+
+    if metric is None:
+        float_metric, int8_metric = math.inf, out_acc.sqnr()
+    else:
+        float_metric, int8_metric = evaluate([], []), evaluate(all_a, all_w)
+
+    ranking: List[Sensitivity] = []
+    if sensitivity:
+        units = _Units(probe)
+        bar = tqdm(total=len(units.names), desc="analyze: sensitivity", unit="layer",
+                   disable=not progress) if tqdm else None
+        try:
+            for name in units.names:
+                a, w = units.acts.get(name, []), units.weights.get(name, [])
+                alone = evaluate(a, w)
+                rest = evaluate([i for i in all_a if i not in a], [i for i in all_w if i not in w])
+                ranking.append(Sensitivity(name, alone, rest, rest - int8_metric))
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        ranking.sort(key=lambda s: -s.gain if math.isfinite(s.gain) else -math.inf)
+
+    notes = [f"int8 simulated by fake-quantization with convert's qparams and weight rounding; the simulated "
+             f"output SQNR is {out_acc.sqnr():.2f} dB, the converted ({target}) model's is "
+             f"{_sqnr_of(qmodel, inputs, refs):.2f} dB on the same {len(inputs)} batches"]
+    notes += [str(w.message) for w in caught]
+    unreached = [attr for i, (attr, _, _, _) in enumerate(probe.acts) if i not in probe.act_params]
+    if unreached:
+        notes.append("observers that saw no calibration data (left out): " + ", ".join(unreached))
+    return Analysis(metric_name=_metric_name(metric), float_metric=float_metric, int8_metric=int8_metric,
+                    layers=layers, float_ops=_float_ops(qmodel, inputs), sensitivity=ranking, notes=notes)
