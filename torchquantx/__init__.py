@@ -10,7 +10,8 @@ from ._library import library_path, load as _load
 _load()
 
 from . import _C  # noqa: E402  (needs the library loaded first)
-from . import calibration, observers, ops, qat, quantize, recovery  # noqa: E402
+from . import analysis, calibration, observers, ops, qat, quantize, recovery  # noqa: E402
+from .analysis import analyze, quantize_to_target  # noqa: E402
 from .calibration import (calibrate_from_batchnorm, calibration_method, choose_calibration_methods,  # noqa: E402
                           compare_methods, set_calibration_method)
 from .observers import (  # noqa: E402
@@ -69,6 +70,7 @@ def reset_max_isa() -> None:
 
 
 __all__ = [
+    "analysis", "analyze", "quantize_to_target",
     "adaround", "adaround_report", "bias_correction", "equalize", "ptq", "recovery",
     "disable_fake_quant", "disable_observer", "enable_fake_quant", "enable_observer", "freeze_bn_stats",
     "prepare_qat", "qat", "calibrate", "calibrate_from_batchnorm", "calibration", "choose_calibration_methods",
