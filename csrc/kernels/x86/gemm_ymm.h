@@ -2,6 +2,11 @@
 // including file (compiled with its own -m flags) supplies `Dot`: how four uint8 x int8 products
 // are added into an int32 lane (vpdpbusd, or its exact AVX2 emulation) and the int16-pair step of
 // the depthwise kernel. Layouts: Note [Packed weights] in kernels/conv.cpp.
+//
+// Dot::dot updates the accumulator in place through an asm operand ("+x"): with plain intrinsics
+// GCC 12 kept the tile's accumulator array on the stack as well (AVX-VNNI: two register copies and
+// a 32-byte store per vpdpbusd; AVX2: seven of the eight accumulators loaded and stored every
+// k-step), as it did in the AVX-512 VNNI tile (see dpbusd_in_place there).
 #pragma once
 
 #include <immintrin.h>
@@ -55,8 +60,8 @@ void tile(int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const i
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
       const typename Dot::A av = Dot::prepare(broadcast4(a + i * lda + k * 4));
-      acc[i][0] = Dot::dot(acc[i][0], av, b0);
-      acc[i][1] = Dot::dot(acc[i][1], av, b1);
+      Dot::dot(acc[i][0], av, b0);
+      Dot::dot(acc[i][1], av, b1);
     }
   }
   const __m256i xz = _mm256_set1_epi32(e.input_zero_point);
