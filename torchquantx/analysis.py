@@ -605,3 +605,182 @@ def analyze(model: Any, data: Iterable[Any], *, qconfig: str = "x86", method: Op
         notes.append("observers that saw no calibration data (left out): " + ", ".join(unreached))
     return Analysis(metric_name=_metric_name(metric), float_metric=float_metric, int8_metric=int8_metric,
                     layers=layers, float_ops=_float_ops(qmodel, inputs), sensitivity=ranking, notes=notes)
+
+
+@dataclass
+class TargetStep:
+    """One layer quantize_to_target kept in float, and what that did."""
+    name: str
+    gain: float                     # simulated metric gain when this layer alone stays float
+    cost_ms: float                  # measured: int8 model with this layer in float minus all-int8 (ms per batch)
+    metric: float                   # the converted model's metric after this step
+
+
+@dataclass
+class TargetPlan:
+    float_layers: List[str]         # what prepare(skip=...) needs to reproduce the model
+    metric_name: str
+    target: float                   # the metric value the plan had to reach
+    float_metric: float
+    int8_metric: float              # all-int8 converted model
+    final_metric: float
+    met: bool
+    ms_fp32: float                  # per batch, median, this run
+    ms_int8: float
+    ms_final: float
+    steps: List[TargetStep] = field(default_factory=list)
+
+    def describe(self) -> str:
+        lines = [f"{self.metric_name}: float {_fmt(self.float_metric)}, all int8 {_fmt(self.int8_metric)}, "
+                 f"target {_fmt(self.target)}, final {_fmt(self.final_metric)} ({'met' if self.met else 'NOT met'})",
+                 f"float layers ({len(self.float_layers)}): {', '.join(self.float_layers) or '(none)'}",
+                 f"time per batch: fp32 {self.ms_fp32:.3f} ms, all int8 {self.ms_int8:.3f} ms, "
+                 f"this plan {self.ms_final:.3f} ms"]
+        lines += [f"  step {k + 1}: keep {s.name} in float (gain {_fmt(s.gain)}, cost {s.cost_ms:+.3f} ms) -> "
+                  f"{_fmt(s.metric)}" for k, s in enumerate(self.steps)]
+        return "\n".join(lines)
+
+
+def _median_ms(model: Callable[..., Any], args: Tuple[Any, ...], iters: int) -> float:
+    with torch.no_grad():
+        for _ in range(2):
+            model(*args)
+        times = []
+        for _ in range(iters):
+            t = time.perf_counter()
+            model(*args)
+            times.append(time.perf_counter() - t)
+    times.sort()
+    return 1000.0 * times[len(times) // 2]
+
+
+def quantize_to_target(model: Any, data: Iterable[Any], metric: Optional[Callable[[Any], float]] = None, *,
+                       max_drop: Optional[float] = None, min_metric: Optional[float] = None, qconfig: str = "x86",
+                       method: Optional[str] = None, num_batches: Optional[int] = 4, target: str = "quantx",
+                       candidates: int = 12, timing_iters: int = 10, progress: bool = True,
+                       input_fn: Optional[Callable[[Any], Tuple[Any, ...]]] = None
+                       ) -> Tuple[torch.jit.ScriptModule, TargetPlan]:
+    """Mixed precision: the int8 model that keeps the fewest, most sensitive layers in float so that
+    `metric` meets its target, choosing among layers that help about equally the ones whose int8
+    speed-up is smallest (measured).
+
+    metric: as torchquantx.analyze takes it (a callable on a model, higher is better); default the
+    output SQNR (dB) on `data`. The target is the float model's metric minus max_drop, or min_metric
+    (with the default metric only min_metric makes sense: the float model's SQNR is infinite).
+    Layers are ranked by simulated sensitivity (analyze); each step converts the real model (prepare
+    with skip=[...], calibrate on `data`, convert) and measures the metric on it. The plan's float
+    layers are then pruned: any whose removal still meets the target goes back to int8.
+    Returns (int8 ScriptModule, TargetPlan).
+    """
+    fn = "quantize_to_target"
+    if (max_drop is None) == (min_metric is None):
+        raise ValueError(f"torchquantx.{fn}: give exactly one of max_drop= or min_metric=, got max_drop={max_drop!r}, "
+                         f"min_metric={min_metric!r}")
+    if max_drop is not None and metric is None:
+        raise ValueError(f"torchquantx.{fn}: max_drop needs a metric (the default output SQNR of the float model is "
+                         f"infinite); pass metric=... or min_metric= (dB)")
+    if max_drop is not None and max_drop < 0:
+        raise ValueError(f"torchquantx.{fn}: max_drop should be >= 0, got {max_drop}")
+    if isinstance(model, torch.jit.ScriptModule) and model._c.hasattr("_tqx_qconfig"):
+        raise TypeError(f"torchquantx.{fn}: pass the float model (it is prepared again for each plan), not a prepared one")
+    prepared, inputs, _ = _prepared_and_batches(fn, model, data, num_batches, qconfig, method, (), input_fn,
+                                                progress, None)
+    float_model = model if isinstance(model, torch.jit.ScriptModule) else model
+    with torch.no_grad():
+        refs = [_first_tensor(float_model(*args)) for args in inputs]
+
+    def real_metric(qmodel: Any, what: str) -> float:
+        if metric is None:
+            return _sqnr_of(qmodel, inputs, refs)
+        return _call_metric(fn, metric, qmodel, what)
+
+    def build(skip: List[str]) -> torch.jit.ScriptModule:
+        p = _quantize.prepare(model, qconfig, method=method, skip=skip)
+        _quantize.calibrate(p, inputs, progress=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _quantize.convert(p, target)
+
+    float_metric = math.inf if metric is None else real_metric(model, "the float model")
+    goal = float_metric - max_drop if max_drop is not None else float(min_metric)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q_all = _quantize.convert(prepared, target)
+    int8_metric = real_metric(q_all, "the int8 model")
+    try:
+        fp32_fast = torch.jit.optimize_for_inference(torch.jit.script(model) if not isinstance(
+            model, torch.jit.ScriptModule) else model)
+    except Exception:  # models that optimize_for_inference cannot take are timed as they are
+        fp32_fast = model
+    ms_fp32 = _median_ms(fp32_fast, inputs[0], timing_iters)
+    ms_int8 = _median_ms(q_all, inputs[0], timing_iters)
+    plan = TargetPlan([], _metric_name(metric), goal, float_metric, int8_metric, int8_metric, int8_metric >= goal,
+                      ms_fp32, ms_int8, ms_int8)
+    if plan.met:
+        return q_all, plan
+
+    # Simulated sensitivity of the layers that skip= can keep in float one by one.
+    probe = _Probe(prepared, _int8_weight_layers(q_all))
+    units = _Units(probe)
+    all_a, all_w = probe.all_acts(), probe.all_weights()
+
+    def simulate(acts: Iterable[int], weights: Iterable[int]) -> float:
+        pm = _ProbeModel(probe, acts, weights)
+        return _sqnr_of(pm, inputs, refs) if metric is None else _call_metric(fn, metric, pm, "the simulated model")
+
+    base = simulate(all_a, all_w)
+    leaves = units.leaves()
+    bar = tqdm(total=len(leaves), desc=f"{fn}: sensitivity", unit="layer", disable=not progress) if tqdm else None
+    gains: Dict[str, float] = {}
+    try:
+        for name in leaves:
+            a, w = units.acts.get(name, []), units.weights.get(name, [])
+            gains[name] = simulate([i for i in all_a if i not in a], [i for i in all_w if i not in w]) - base
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    ranked = sorted((n for n in leaves if gains[n] > 0), key=lambda n: -gains[n])[:candidates]
+    if not ranked:
+        ranked = sorted(leaves, key=lambda n: -gains[n])[:candidates]
+    # Measured cost of keeping each candidate in float: the real model's time with it skipped.
+    costs: Dict[str, float] = {}
+    bar = tqdm(total=len(ranked), desc=f"{fn}: per-layer speed", unit="layer", disable=not progress) if tqdm else None
+    try:
+        for name in ranked:
+            costs[name] = _median_ms(build([name]), inputs[0], timing_iters) - ms_int8
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    chosen: List[str] = []
+    remaining = list(ranked)
+    current, q_best = int8_metric, q_all
+    while remaining and current < goal:
+        top = max(gains[n] for n in remaining)
+        # Among the layers that help nearly as much as the best one, the cheapest to keep in float.
+        near = [n for n in remaining if gains[n] >= 0.75 * top] if top > 0 else remaining
+        pick = min(near, key=lambda n: costs[n])
+        remaining.remove(pick)
+        chosen.append(pick)
+        q_best = build(chosen)
+        current = real_metric(q_best, f"the model with {', '.join(chosen)} in float")
+        plan.steps.append(TargetStep(pick, gains[pick], costs[pick], current))
+    if current >= goal:
+        for name in list(chosen):  # prune: layers the others made unnecessary go back to int8
+            trial = [n for n in chosen if n != name]
+            q_trial = build(trial)
+            value = real_metric(q_trial, f"the model with {', '.join(trial) or 'no layer'} in float")
+            if value >= goal:
+                chosen, q_best, current = trial, q_trial, value
+    plan.float_layers = chosen
+    plan.final_metric = current
+    plan.met = current >= goal
+    plan.ms_final = _median_ms(q_best, inputs[0], timing_iters)
+    if not plan.met:
+        warnings.warn(f"torchquantx.quantize_to_target: the target {goal:.4g} was not reached with {len(chosen)} "
+                      f"layers in float (best {current:.4g}); raise `candidates` or relax the target", stacklevel=2)
+    return q_best, plan
