@@ -10,8 +10,24 @@ user code can read them (and build them by hand in tests).
 """
 from __future__ import annotations
 
+import io
+import itertools
+import math
+import re
+import time
+import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+import torch
+
+try:
+    from tqdm import tqdm
+except ImportError:  # pragma: no cover - tqdm is a dependency
+    tqdm = None
+
+from . import calibration as _calibration
+from . import quantize as _quantize
 
 
 @dataclass
@@ -64,35 +80,13 @@ class Analysis:
         return asdict(self)
 
     def table(self) -> str:
-        """The per-layer comparison as aligned text (what `torchquantx analyze` prints)."""
-        head = ("layer", "op", "SQNR dB", "cosine", "W-only dB", "A-only dB", "local dB", "range", "observed", "clipped")
-        rows = [head]
-        for s in self.layers:
-            rows.append((s.name, s.op.replace("aten::", ""), _fmt(s.sqnr), f"{s.cosine:.4f}", _fmt(s.weight_only_sqnr),
-                         _fmt(s.activation_only_sqnr), _fmt(s.local_sqnr), f"[{s.range[0]:.3g}, {s.range[1]:.3g}]",
-                         f"[{s.observed[0]:.3g}, {s.observed[1]:.3g}]", f"{100 * s.clipped:.2f}%"))
-        out = _align(rows)
-        out.append(f"{self.metric_name}: float {_fmt(self.float_metric)}, int8 {_fmt(self.int8_metric)}")
-        if self.float_ops:
-            out.append("")
-            out.extend(_align([("float op", "op", "why", "boundaries", "boundary ms")] +
-                              [(f.name, f.op, f.reason, str(f.boundaries), f"{f.boundary_ms:.3f}") for f in self.float_ops]))
-        if self.sensitivity:
-            out.append("")
-            out.extend(_align([("sensitivity rank", "layer", "int8 alone", "float alone", "gain")] +
-                              [(str(k + 1), s.name, _fmt(s.quantized_alone), _fmt(s.float_alone), _fmt(s.gain))
-                               for k, s in enumerate(self.sensitivity)]))
-        out.extend(f"note: {n}" for n in self.notes)
-        return "\n".join(out)
+        """The per-layer table, float ops and sensitivity ranking as text (what `torchquantx analyze` prints)."""
+        from .report import format_table  # late: report imports this module
+        return format_table(self)
 
 
 def _fmt(v: float) -> str:
     return "inf" if v == float("inf") else "-inf" if v == float("-inf") else f"{v:.2f}"
-
-
-def _align(rows: List[Tuple[str, ...]]) -> List[str]:
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,24 +94,6 @@ def _align(rows: List[Tuple[str, ...]]) -> List[str]:
 # every weight that convert quantizes is a tap. A tap passes its tensor through, or fake-quantizes it
 # with exactly the qparams / weight rounding convert uses, and can record what flows through it. One
 # copy then simulates any mix of float and int8 layers without re-preparing or re-calibrating.
-
-import io
-import itertools
-import math
-import re
-import time
-import warnings
-from typing import Callable, Iterable, Sequence, Set
-
-import torch
-
-try:
-    from tqdm import tqdm
-except ImportError:  # pragma: no cover - tqdm is a dependency
-    tqdm = None
-
-from . import calibration as _calibration
-from . import quantize as _quantize
 
 _OBS_PREFIX = "_tqx_obs_"
 _WEIGHTED_OPS = ("aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::linear")

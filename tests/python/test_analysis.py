@@ -60,7 +60,7 @@ def test_analysis_fields_and_simulation_matches_convert(fashion_batches):
     note = a.notes[0]
     sim, real = (float(t.split(" dB")[0].split()[-1]) for t in note.split("is ")[1:3])
     assert abs(sim - real) < 1.5, note
-    assert "SQNR dB" in a.table() and "layers.0.conv2" in a.table()
+    assert "SQNR" in a.table() and "layers.0.conv2" in a.table()
     assert a.to_dict()["layers"][0]["name"] == "input 'x'"
 
 
