@@ -15,7 +15,7 @@ import html
 import io
 import math
 import os
-from typing import Any, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Iterable, List, Optional, Sequence
 
 from .analysis import Analysis, LayerStats
 
@@ -28,7 +28,7 @@ _CSS = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.8em; }
 table { border-collapse: collapse; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; white-space: nowrap; }
 th { background: #eee; } td.name, td.text { text-align: left; font-family: monospace; }
 td.warn { background: #fff3c4; } td.bad { background: #ffc9c9; }
 .summary td { text-align: left; } .note { color: #555; }
@@ -245,14 +245,28 @@ def write_report(analysis: Analysis, path: str, *, title: Optional[str] = None, 
     return path
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Writes `data` to `path` through a temporary file in the same folder and a rename (umask permissions)."""
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp{os.getpid()}")
+def temporary_path(path: str) -> str:
+    """A hidden name beside `path`, with its extension, for writing before the rename."""
+    stem, ext = os.path.splitext(os.path.basename(path))
+    return os.path.join(os.path.dirname(os.path.abspath(path)), f".{stem}.tmp{os.getpid()}{ext}")
+
+
+def save_atomic(save: Callable[[str], Any], path: str) -> None:
+    """Calls save(tmp) with a temporary file beside `path`, then renames it to `path`: a failure (or
+    Ctrl-C) leaves neither a partial file nor the temporary one. Permissions follow the umask."""
+    tmp = temporary_path(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        save(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Writes `data` to `path` through save_atomic."""
+    def save(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    save_atomic(save, path)
