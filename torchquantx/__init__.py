@@ -12,6 +12,7 @@ _load()
 from . import _C  # noqa: E402  (needs the library loaded first)
 from . import analysis, calibration, observers, ops, qat, quantize, recovery  # noqa: E402
 from .analysis import analyze, quantize_to_target  # noqa: E402
+from .export import export_onnx, read_qparams_json, read_trt_cache, write_qparams_json, write_trt_cache  # noqa: E402
 from .calibration import (calibrate_from_batchnorm, calibration_method, choose_calibration_methods,  # noqa: E402
                           compare_methods, set_calibration_method)
 from .observers import (  # noqa: E402
@@ -75,6 +76,7 @@ __all__ = [
     "disable_fake_quant", "disable_observer", "enable_fake_quant", "enable_observer", "freeze_bn_stats",
     "prepare_qat", "qat", "calibrate", "calibrate_from_batchnorm", "calibration", "choose_calibration_methods",
     "calibration_method", "compare_methods", "convert", "prepare",
+    "export_onnx", "read_qparams_json", "read_trt_cache", "write_qparams_json", "write_trt_cache",
     "set_calibration_method", "quantize_dynamic", "quantize_weights", "summary", "QuantStub", "DeQuantStub",
     "HistogramObserver", "MinMaxObserver", "MovingAverageMinMaxObserver", "MovingAveragePerChannelMinMaxObserver",
     "PerChannelMinMaxObserver", "active_isa", "choose_qparams", "dequantize_per_channel", "dequantize_per_tensor",
