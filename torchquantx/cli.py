@@ -21,6 +21,7 @@ import random
 import statistics
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -752,7 +753,7 @@ def _bench(argv: List[str]) -> int:
     _add_model_args(p)
     p.add_argument("--int8", metavar="FILE.pt", help="int8 model from `torchquantx quantize` (default: quantize "
                                                      "MODEL here, calibrating on --data, random if not given)")
-    p.add_argument("--batch", type=int, default=1, help="batch size to time (default 1)")
+    p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes to time (default 1)")
     p.add_argument("--threads", type=int, nargs="+", default=[1], help="thread counts to time (default 1)")
     p.add_argument("--iters", type=int, default=50, help="timed runs (default 50)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
@@ -761,18 +762,19 @@ def _bench(argv: List[str]) -> int:
     _add_data_args(p, num_batches=2, batch_size=8)
     args = p.parse_args(argv)
     _check_counts(args)
-    for flag in ("batch", "iters"):
-        if getattr(args, flag) < 1:
-            raise UsageError(f"--{flag} should be >= 1, got {getattr(args, flag)}")
-    if args.warmup < 0 or any(t < 1 for t in args.threads):
-        raise UsageError(f"--warmup should be >= 0 and --threads >= 1, got {args.warmup} and {args.threads}")
+    for flag, values in (("batch", args.batch), ("threads", args.threads), ("iters", [args.iters])):
+        if any(v < 1 for v in values):
+            raise UsageError(f"--{flag} should be >= 1, got {' '.join(map(str, values))}")
+    if args.warmup < 0:
+        raise UsageError(f"--warmup should be >= 0, got {args.warmup}")
     import torch
     import torchquantx as tqx
     model = load_model(args.model, args.weights)
     shape = input_shape(model, args.input_size)
     if shape is None:
         raise UsageError(f"--input-size C,H,W is needed to time {args.model}")
-    x = torch.randn(args.batch, *shape, generator=torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(1)
+    inputs = [torch.randn(b, *shape, generator=gen) for b in args.batch]
     if args.int8:
         _check_input("--int8", args.int8)
         try:
@@ -786,20 +788,25 @@ def _bench(argv: List[str]) -> int:
         prepared, _, source = calibrated(model, args)
         qmodel = tqx.convert(prepared, args.target)
         how = f"quantized here (qconfig {args.qconfig}, target {args.target}; ranges: {source})"
-    fp32 = torch.jit.optimize_for_inference(_fp32_script(model, x[:1]).eval())
+    fp32 = torch.jit.optimize_for_inference(_fp32_script(model, inputs[0][:1]).eval())
     qmodel.eval()
-    print(f"bench {model.name}: input {'x'.join(map(str, x.shape))}; fp32 = torch.jit.optimize_for_inference, "
+    print(f"bench {model.name}: input N x {'x'.join(map(str, shape))}; fp32 = torch.jit.optimize_for_inference, "
           f"int8 = {how}; kernels {tqx.active_isa()}; median of {args.iters} runs after {args.warmup} warm-up")
-    print(f"{'threads':>7s}  {'fp32 ms':>10s}  {'int8 ms':>10s}  {'speed-up':>8s}")
+    print(f"{'batch':>5s}  {'threads':>7s}  {'fp32 ms':>10s}  {'int8 ms':>10s}  {'speed-up':>8s}")
     before = torch.get_num_threads()
     try:
-        for threads in args.threads:
-            torch.set_num_threads(threads)
-            t32 = _median_ms(fp32, x, args, f"fp32, {threads} thread(s)")
-            t8 = _median_ms(qmodel, x, args, f"int8, {threads} thread(s)")
-            print(f"{threads:7d}  {t32:10.3f}  {t8:10.3f}  {t32 / t8:7.2f}x")
+        for x in inputs:
+            for threads in args.threads:
+                torch.set_num_threads(threads)
+                where = f"batch {x.shape[0]}, {threads} thread(s)"
+                t32 = _median_ms(fp32, x, args, f"fp32, {where}")
+                t8 = _median_ms(qmodel, x, args, f"int8, {where}")
+                print(f"{x.shape[0]:5d}  {threads:7d}  {t32:10.3f}  {t8:10.3f}  {t32 / t8:7.2f}x")
     finally:
         torch.set_num_threads(before)
+    if max(args.threads) > 1 and "OMP_WAIT_POLICY" not in os.environ:
+        print("(several threads on a busy machine: OMP_WAIT_POLICY=PASSIVE in the environment keeps idle OpenMP "
+              "threads from spinning, which can slow a run many times)")
     return 0
 
 
@@ -807,7 +814,9 @@ def _median_ms(module: Any, x: Any, args: argparse.Namespace, desc: str) -> floa
     import torch
     from .quantize import tqdm
     samples = []
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch 1.13's optimize_for_inference graph reuses out= buffers across layers and warns on every resize.
+        warnings.filterwarnings("ignore", message="An output with one or more elements was resized")
         for _ in range(args.warmup):
             module(x)
         runs = range(args.iters)
