@@ -1,4 +1,6 @@
-"""Export of a calibrated model: ONNX with QuantizeLinear/DequantizeLinear pairs, a TensorRT calibration cache and a JSON of every qparam (the last two read back into a freshly prepared model).
+"""Export of a calibrated model: ONNX with Q/DQ pairs, a TensorRT calibration cache, a JSON of every qparam.
+
+The cache and the JSON also read back into a freshly prepared model, which then needs no calibration:
 
     prepared = torchquantx.prepare(model)
     torchquantx.calibrate(prepared, loader)
@@ -290,6 +292,9 @@ def _write_atomic(fn: str, path: str, write: Callable[[str], None]) -> str:
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the result gets a new file's mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -565,6 +570,9 @@ def read_trt_cache(prepared: torch.jit.ScriptModule, path: str) -> torch.jit.Scr
 
 _ASSERTION_NODES = {"prim::RaiseException", "prim::Constant", "aten::format", "aten::str", "prim::ListConstruct"}
 # prim:: nodes torch.onnx exports (or removes) itself; any other node kind must have an ONNX symbolic.
+# Number casts torch.onnx erases (scalars are tensors in ONNX), which have no symbolic of their own.
+_NUMBER_CASTS = {"aten::Bool", "aten::Int", "aten::Float", "aten::ScalarImplicit", "aten::FloatImplicit",
+                 "aten::IntImplicit"}
 _PRIM_EXPORTED = {"prim::Constant", "prim::ListConstruct", "prim::ListUnpack", "prim::TupleConstruct",
                   "prim::TupleUnpack", "prim::If", "prim::Loop", "prim::NumToTensor", "prim::device", "prim::dtype",
                   "prim::shape", "prim::max", "prim::min", "prim::data", "prim::Uninitialized", "prim::unchecked_cast",
@@ -600,7 +608,7 @@ def _check_exportable(fn: str, graph: Any, opset: int) -> None:
     bad = []
     for node, _ in _walk(graph):
         kind = node.kind()
-        if kind.startswith("prim::") and kind in _PRIM_EXPORTED:
+        if kind in _PRIM_EXPORTED or kind in _NUMBER_CASTS:
             continue
         if kind.startswith("prim::") or not registration.registry.is_registered_op(kind, opset):
             layer = _layer_name(node)
@@ -654,35 +662,57 @@ def _fake_quantize_activations(fn: str, graph: Any, plan: _Plan) -> List[Tuple[A
     return out
 
 
+def _graphs(graph: Any) -> Iterator[Any]:
+    """An ONNX graph and every subgraph in it (the bodies of If and Loop nodes)."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _graphs(sub)
+
+
 def _constants_to_initializers(model: Any) -> None:
     """torch.onnx writes a scripted function's constants as Constant nodes; make them initializers."""
     from onnx import numpy_helper
-    for node in list(model.graph.node):
-        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
-            tensor = numpy_helper.to_array(node.attribute[0].t)
-            model.graph.initializer.append(numpy_helper.from_array(tensor, node.output[0]))
-            model.graph.node.remove(node)
+    for graph in _graphs(model.graph):
+        for node in list(graph.node):
+            if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+                tensor = numpy_helper.to_array(node.attribute[0].t)
+                graph.initializer.append(numpy_helper.from_array(tensor, node.output[0]))
+                graph.node.remove(node)
 
 
-def _quantize_onnx_weights(fn: str, model: Any, plan: _Plan) -> int:
+def _quantize_onnx_weights(fn: str, model: Any, plan: _Plan) -> None:
     """Stores each quantized conv/linear weight as its integers behind a DequantizeLinear.
 
     torch.onnx folds the fake-quantized weights of the reference model into float constants; they
     are found by value (also transposed, where a linear became MatMul) and replaced by int8
     integers, per-channel float32 scales and zero points: exactly convert's weights, checked bit for
     bit (DequantizeLinear computes (q - zero_point) * scale in float32, as Note [Rounding] does)."""
-    import onnx
-    from onnx import numpy_helper
     wanted: Dict[bytes, Tuple[_Weight, np.ndarray, int]] = {}
     for w in plan.weights.values():
         dq = w.dequantized.numpy()
         wanted[dq.tobytes() + str(dq.shape).encode()] = (w, w.values.numpy(), 0)
         if dq.ndim == 2:
             wanted[np.ascontiguousarray(dq.T).tobytes() + str(dq.T.shape).encode()] = (w, w.values.numpy().T, 1)
-    done = 0
-    new_nodes = []
     bases: set = set()
-    for init in list(model.graph.initializer):
+    found = set()
+    for graph in list(_graphs(model.graph)):
+        found.update(id(w) for w in _dequantize_weights(fn, graph, wanted, bases))
+    missing = [w.layer for w in plan.weights.values() if id(w) not in found]
+    if missing:
+        raise RuntimeError(f"torchquantx.{fn}: the quantized weights of {', '.join(missing)} were not found in the "
+                           "ONNX graph; please report this as a bug")
+
+
+def _dequantize_weights(fn: str, graph: Any, wanted: Dict[bytes, Tuple[_Weight, np.ndarray, int]],
+                        bases: set) -> List[_Weight]:
+    """_quantize_onnx_weights in one (sub)graph; returns the weights it found."""
+    import onnx
+    from onnx import numpy_helper
+    done = []
+    new_nodes = []
+    for init in list(graph.initializer):
         if init.data_type != onnx.TensorProto.FLOAT:
             continue
         array = numpy_helper.to_array(init)
@@ -699,10 +729,10 @@ def _quantize_onnx_weights(fn: str, model: Any, plan: _Plan) -> int:
                                * scale.reshape(shape)).view(np.int32), array.view(np.int32)):
             raise RuntimeError(f"torchquantx.{fn}: the int8 weights of {w.layer} do not dequantize to convert's "
                                "weights; please report this as a bug")
-        base = f"{w.layer}.weight" if f"{w.layer}.weight" not in bases else f"{w.layer}.weight_{done}"
+        base = f"{w.layer}.weight" if f"{w.layer}.weight" not in bases else f"{w.layer}.weight_{len(bases)}"
         bases.add(base)
         per_tensor = not w.per_channel
-        model.graph.initializer.extend([
+        graph.initializer.extend([
             numpy_helper.from_array(values.astype(np.int8), f"{base}_quantized"),
             numpy_helper.from_array(scale[0] if per_tensor else scale, f"{base}_scale"),
             numpy_helper.from_array(zp[0] if per_tensor else zp, f"{base}_zero_point")])
@@ -710,10 +740,10 @@ def _quantize_onnx_weights(fn: str, model: Any, plan: _Plan) -> int:
         new_nodes.append(onnx.helper.make_node("DequantizeLinear", [f"{base}_quantized", f"{base}_scale",
                                                                     f"{base}_zero_point"], [init.name],
                                                name=f"{base}_dequantize", **attrs))
-        model.graph.initializer.remove(init)
-        done += 1
+        graph.initializer.remove(init)
+        done.append(w)
     for i, node in enumerate(new_nodes):
-        model.graph.node.insert(i, node)
+        graph.node.insert(i, node)
     return done
 
 
@@ -779,9 +809,7 @@ def export_onnx(prepared: torch.jit.ScriptModule, path: str, example_inputs: Any
                              "written") from e
         model = onnx.load(tmp)
         _constants_to_initializers(model)
-        if _quantize_onnx_weights(fn, model, plan) != len(plan.weights):
-            raise RuntimeError(f"torchquantx.{fn}: not every quantized weight was found in the ONNX graph; please "
-                               "report this as a bug")
+        _quantize_onnx_weights(fn, model, plan)
         model.producer_name = "torchquantx"
         onnx.checker.check_model(model, full_check=True)
         onnx.save(model, tmp)

@@ -1,4 +1,6 @@
-"""A small numpy evaluator for the ONNX operators torchquantx.export_onnx emits, for tests (onnx 1.12 has no onnx.reference, and there is no onnxruntime here).
+"""A numpy evaluator for the ONNX operators torchquantx.export_onnx emits (tests: onnx 1.12 has no onnx.reference).
+
+There is no onnxruntime here either.
 
 Float operators run in float64 and round their result to float32 once, so they are as exact as a
 float32 kernel can be; QuantizeLinear follows the ONNX spec (x / scale in float32, round half to
@@ -271,15 +273,34 @@ def _constant(inputs, attrs):
     return [numpy_helper.to_array(attrs["value"]) if not isinstance(attrs["value"], np.ndarray) else attrs["value"]]
 
 
+@_op("ReduceSum")
+def _reduce_sum(inputs, attrs):
+    x = inputs[0].astype(np.float64)
+    axes = tuple(int(a) for a in inputs[1]) if len(inputs) > 1 and inputs[1] is not None else None
+    return [_f32(x.sum(axis=axes, keepdims=bool(attrs.get("keepdims", 1))))]
+
+
+@_op("Greater")
+def _greater(inputs, attrs):
+    return [np.greater(inputs[0], inputs[1])]
+
+
+def _run_graph(graph: Any, values: Dict[str, np.ndarray]) -> List[np.ndarray]:
+    values = dict(values)  # a subgraph sees the enclosing scope; its own names stay inside
+    values.update({t.name: numpy_helper.to_array(t) for t in graph.initializer})
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        inputs = [values[name] if name else None for name in node.input]
+        if node.op_type == "If":
+            outputs = _run_graph(attrs["then_branch" if bool(inputs[0]) else "else_branch"], values)
+        elif node.op_type in _OPS:
+            outputs = _OPS[node.op_type](inputs, attrs)
+        else:
+            raise NotImplementedError(f"onnx_eval: operator {node.op_type} is not implemented")
+        values.update(zip(node.output, outputs))
+    return [values[o.name] for o in graph.output]
+
+
 def run(model: Any, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
     """The graph outputs of an ONNX ModelProto for the named input arrays."""
-    values: Dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    values.update(feeds)
-    for node in model.graph.node:
-        op = _OPS.get(node.op_type)
-        if op is None:
-            raise NotImplementedError(f"onnx_eval: operator {node.op_type} is not implemented")
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        outputs = op([values[name] if name else None for name in node.input], attrs)
-        values.update(zip(node.output, outputs))
-    return [values[o.name] for o in model.graph.output]
+    return _run_graph(model.graph, feeds)

@@ -1,4 +1,5 @@
-"""Export: ONNX with QuantizeLinear/DequantizeLinear (evaluated against the int8 model), TensorRT calibration caches and the qparams JSON, with their round trips and bad input."""
+"""Export: ONNX Q/DQ graphs evaluated against the int8 model; TensorRT cache and qparams JSON round trips; bad input.
+"""
 from __future__ import annotations
 
 import json
@@ -135,9 +136,11 @@ def test_onnx_4bit_affine_weights_and_linear_only(tmp_path):
     path = tqx.export_onnx(p, str(tmp_path / "w4.onnx"), x)
     model_proto = onnx.load(path)
     got = onnx_eval.run(model_proto, {model_proto.graph.input[0].name: x.numpy()})[0]
-    assert np.abs(got - _float(tqx.convert(p, target="reference")(x))).max() <= REFERENCE_LSB * _output_scale(p) * 1.001
+    reference = _float(tqx.convert(p, target="reference")(x))
+    assert np.abs(got - reference).max() <= REFERENCE_LSB * _output_scale(p) * 1.001
     init = {t.name: onnx.numpy_helper.to_array(t) for t in model_proto.graph.initializer}
-    values = [init[n.input[0]] for n in model_proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in init]
+    values = [init[n.input[0]] for n in model_proto.graph.node
+              if n.op_type == "DequantizeLinear" and n.input[0] in init]
     assert len(values) == 2 and all(v.min() >= -8 and v.max() <= 7 for v in values)
 
 
@@ -176,6 +179,47 @@ def test_onnx_bad_arguments(models, tmp_path):
     with pytest.raises(ValueError, match="16-bit weights; ONNX opset 13 DequantizeLinear takes 8-bit"):
         tqx.export_onnx(p16, str(tmp_path / "m.onnx"), x)
     assert os.listdir(tmp_path) == []
+
+
+class _Branch(nn.Module):
+    """A conv inside an if that calibration never enters: convert leaves its output float."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        if bool(x.mean() > 1.0):
+            y = self.b(y)
+        return self.c(y)
+
+
+def test_branch_model_round_trips(tmp_path):
+    torch.manual_seed(0)
+    model = _Branch().eval()
+    p = tqx.prepare(model)
+    tqx.calibrate(p, [torch.randn(2, 3, 8, 8)], progress=False)
+    doc = json.loads(open(tqx.write_qparams_json(p, str(tmp_path / "q.json"))).read())
+    assert [e["status"] for e in doc["activations"]] == ["range", "range", "unreached", "range", "range"]
+    cache = open(tqx.write_trt_cache(p, str(tmp_path / "c.cache"))).read()
+    assert "b/conv2d" not in cache and len(cache.splitlines()) == 5
+    x = torch.randn(2, 3, 8, 8) + 2.0  # takes the branch
+    with pytest.warns(UserWarning, match="no calibration batch"):
+        expected = tqx.convert(p)(x)
+    from_json = tqx.read_qparams_json(tqx.prepare(model), str(tmp_path / "q.json"))
+    from_cache = tqx.read_trt_cache(tqx.prepare(model), str(tmp_path / "c.cache"))
+    for fresh in (from_json, from_cache):  # the branch's observer stays uncalibrated: its output float
+        assert [obj.batches() for _, _, obj in tqx.calibration.observers(fresh)] == [1, 1, 0, 1, 1]
+    with pytest.warns(UserWarning, match="no calibration batch"):
+        assert torch.equal(tqx.convert(from_json)(x), expected)
+    onnx_model = onnx.load(tqx.export_onnx(p, str(tmp_path / "b.onnx"), x))
+    assert "If" in [n.op_type for n in onnx_model.graph.node]
+    with pytest.warns(UserWarning, match="no calibration batch"):
+        reference = tqx.convert(p, target="reference")
+    for inputs in (x, x - 2.0):
+        got = onnx_eval.run(onnx_model, {"x": inputs.numpy()})[0]
+        assert np.abs(got - reference(inputs).numpy()).max() <= REFERENCE_LSB * _output_scale(p) * 1.001
 
 
 # ---- JSON ---------------------------------------------------------------------------------------
