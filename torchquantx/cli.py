@@ -610,7 +610,7 @@ def _quantize(argv: List[str]) -> int:
     from .report import save_atomic
     save_atomic(lambda tmp: torch.jit.save(qmodel, tmp), out)
 
-    example = _first_batch(data) if data is not None else None
+    example = _first_batch(data)[:8] if data is not None else None
     shape = input_shape(model, args.input_size)
     if example is None and shape is not None:
         example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))

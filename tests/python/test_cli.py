@@ -142,6 +142,11 @@ def test_bad_inputs_are_clear_errors_and_write_nothing(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     _assert_fails(capsys, tmp_path, "no images", "quantize", "resnet18", "--data", str(tmp_path / "empty"),
                   "--out", out)
+    real_access = os.access
+    with pytest.MonkeyPatch.context() as mp:                      # as root every folder is readable
+        mp.setattr(os, "access", lambda p, mode: False if str(p) == str(tmp_path / "empty") else real_access(p, mode))
+        _assert_fails(capsys, tmp_path, f"data folder {tmp_path / 'empty'} is not readable", "quantize", "resnet18",
+                      "--data", str(tmp_path / "empty"), "--out", out)
     bad = _image_folder(tmp_path / "imgs", classes=("a",), per_class=1)
     (bad / "a" / "broken.png").write_bytes(b"not a png")
     _assert_fails(capsys, tmp_path, "cannot read image", "quantize", "resnet18", "--data", str(bad),
@@ -269,9 +274,6 @@ def test_export_then_quantize_from_qparams_and_trt_cache(tmp_path, capsys):
                           "--qparams", str(qjson), *common)
     assert code == 0, err
     assert onnx.stat().st_size > 1000 and cache.stat().st_size > 0 and json.loads(qjson.read_text())
-    onnx_lib = pytest.importorskip("onnx")
-    onnx_lib.checker.check_model(onnx_lib.load(str(onnx)))
-    assert "QuantizeLinear" in {n.op_type for n in onnx_lib.load(str(onnx)).graph.node}
     ref = tmp_path / "ref.pt"
     assert run(capsys, "quantize", "fashion-resnet", "--out", str(ref), *common)[0] == 0
     x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
@@ -301,3 +303,6 @@ def test_export_then_quantize_from_qparams_and_trt_cache(tmp_path, capsys):
                        "--out", str(tmp_path / "bad.pt"))
     assert code == 2 and "cannot read activation ranges" in err, err
     assert sorted(os.listdir(tmp_path)) == sorted(before + ["bad.json"])
+    onnx_lib = pytest.importorskip("onnx")
+    onnx_lib.checker.check_model(onnx_lib.load(str(onnx)))
+    assert "QuantizeLinear" in {n.op_type for n in onnx_lib.load(str(onnx)).graph.node}
