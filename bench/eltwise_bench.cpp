@@ -38,19 +38,26 @@ void BM_MulU8(benchmark::State& state, Isa isa) {
   state.SetBytesProcessed(state.iterations() * n * 3);
 }
 
-void BM_LutU8(benchmark::State& state, Isa isa) {
-  if (!usable(state, isa)) return;
+void lut_loop(benchmark::State& state, const tqx::kernels::EltwiseKernels& k) {
   const int64_t n = state.range(0);
   const auto x = bytes(n);
   std::vector<uint8_t> y(n);
   uint8_t table[256];
   tqx::kernels::build_u8_lut(tqx::kernels::LutFunction::kHardswish, 0.05f, 128, 0.04f, 30, table);
-  const auto& k = tqx::kernels::eltwise_kernels_for(isa);
   for (auto _ : state) {
     k.u8_lut(n, x.data(), table, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   state.SetBytesProcessed(state.iterations() * n * 2);
+}
+
+void BM_LutU8(benchmark::State& state, Isa isa) {
+  if (usable(state, isa)) lut_loop(state, tqx::kernels::eltwise_kernels_for(isa));
+}
+
+// The AVX-512BW lookup, which dispatch passes over on CPUs with VBMI.
+void BM_LutU8Avx512Bw(benchmark::State& state) {
+  if (usable(state, Isa::kAVX512)) lut_loop(state, *tqx::kernels::eltwise_kernels_avx512());
 }
 
 // 3x3 stride-2 max pool of 1x56x56x96 (NHWC).
@@ -87,6 +94,7 @@ void BM_GlobalAvgPool(benchmark::State& state, Isa isa) {
 
 TQX_BENCH_ISAS(BM_MulU8, ->Arg(301056));
 TQX_BENCH_ISAS(BM_LutU8, ->Arg(301056));
+BENCHMARK(BM_LutU8Avx512Bw)->Arg(301056);
 TQX_BENCH_ISAS(BM_MaxPool3x3);
 TQX_BENCH_ISAS(BM_GlobalAvgPool);
 

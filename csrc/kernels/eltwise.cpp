@@ -5,6 +5,7 @@ namespace tqx::kernels {
 
 const EltwiseKernels& eltwise_kernels_for(Isa isa) {
   if (isa >= Isa::kAVX512) {
+    if (const EltwiseKernels* k = eltwise_kernels_avx512_vbmi()) return *k;
     if (const EltwiseKernels* k = eltwise_kernels_avx512()) return *k;
   }
   if (isa >= Isa::kAVX2) {

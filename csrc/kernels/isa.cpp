@@ -98,6 +98,11 @@ Isa detected_isa() {
   return isa;
 }
 
+bool cpu_has_avx512_vbmi() {
+  static const bool has = cpuinfo_initialize() && cpuinfo_has_x86_avx512vbmi();
+  return has;
+}
+
 bool isa_supported(Isa isa) {
   const Isa best = detected_isa();
   if (isa == Isa::kAVXVNNI) {

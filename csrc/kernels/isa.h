@@ -24,6 +24,9 @@ Isa parse_isa(const std::string& name);
 bool isa_supported(Isa isa);
 // The best level this CPU supports.
 Isa detected_isa();
+// Features within a level that some kernels use when present (never a level: TORCHQUANTX_ISA does
+// not name them). AVX-512 VBMI: vpermb / vpermi2b byte permutes (Ice Lake, Zen 4 and later).
+bool cpu_has_avx512_vbmi();
 // The level kernels dispatch to: detected_isa() capped by the environment variable
 // TORCHQUANTX_ISA (read once) or by set_max_isa(). Throws std::invalid_argument if
 // TORCHQUANTX_ISA holds an unknown name or a level this CPU lacks.

@@ -2,8 +2,10 @@
 // CPU has against it bit for bit, and the lookup tables against their float formulas.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/eltwise.h"
@@ -18,7 +20,8 @@ using kernels::MulParams;
 
 std::vector<const kernels::EltwiseKernels*> simd_tables() {
   std::vector<const kernels::EltwiseKernels*> out;
-  for (const auto* t : {kernels::eltwise_kernels_avx2(), kernels::eltwise_kernels_avx512()}) {
+  for (const auto* t : {kernels::eltwise_kernels_avx2(), kernels::eltwise_kernels_avx512(),
+                        kernels::eltwise_kernels_avx512_vbmi()}) {
     if (t != nullptr && kernels::isa_supported(t->isa)) out.push_back(t);
   }
   return out;
@@ -65,16 +68,40 @@ TEST(EltwiseSimd, MulEqualsReferenceBitForBit) {
   }
 }
 
+// Names a table in failure messages: the AVX-512 level has two lookups.
+std::string table_name(const kernels::EltwiseKernels* t) {
+  return std::string(kernels::isa_name(t->isa)) + (t == kernels::eltwise_kernels_avx512_vbmi() ? "+vbmi" : "");
+}
+
+// A reversed table, a random one, and tables that differ from their neighbours only in one row or
+// one half (a lookup that picks the wrong row or half shows).
+std::vector<std::array<uint8_t, 256>> lut_tables() {
+  std::vector<std::array<uint8_t, 256>> out(4);
+  std::mt19937 rng(9);
+  for (int i = 0; i < 256; ++i) {
+    out[0][i] = static_cast<uint8_t>(255 - i);
+    out[1][i] = static_cast<uint8_t>(rng());
+    out[2][i] = static_cast<uint8_t>(i / 16 == 9 ? 200 + i % 16 : 7);
+    out[3][i] = static_cast<uint8_t>(i < 128 ? 1 : 254);
+  }
+  return out;
+}
+
 TEST(EltwiseSimd, LutEqualsReference) {
-  uint8_t table[256];
-  for (int i = 0; i < 256; ++i) table[i] = static_cast<uint8_t>(255 - i);
-  for (const auto* t : simd_tables()) {
-    for (int64_t n : testing::edge_sizes()) {
-      const auto x = bytes(n, 3);
-      std::vector<uint8_t> want(n), got(n);
-      kernels::eltwise_kernels_scalar().u8_lut(n, x.data(), table, want.data());
-      t->u8_lut(n, x.data(), table, got.data());
-      ASSERT_EQ(got, want) << kernels::isa_name(t->isa) << " n=" << n;
+  for (const auto& table : lut_tables()) {
+    for (const auto* t : simd_tables()) {
+      for (int64_t n : testing::edge_sizes()) {
+        auto x = bytes(n, 3);
+        if (n == 256) {
+          for (int i = 0; i < 256; ++i) x[i] = static_cast<uint8_t>(i);  // every entry once
+        }
+        std::vector<uint8_t> want(n), got(n + 1, 77);
+        kernels::eltwise_kernels_scalar().u8_lut(n, x.data(), table.data(), want.data());
+        t->u8_lut(n, x.data(), table.data(), got.data());
+        ASSERT_EQ(got[n], 77) << table_name(t) << " n=" << n << ": wrote past the end";
+        got.pop_back();
+        ASSERT_EQ(got, want) << table_name(t) << " n=" << n;
+      }
     }
   }
 }

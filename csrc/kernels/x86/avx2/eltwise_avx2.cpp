@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/eltwise.h"
 
@@ -41,7 +42,40 @@ void u8_mul_avx2(int64_t n, const uint8_t* a, const uint8_t* b, const MulParams&
   if (i < n) eltwise_kernels_scalar().u8_mul(n - i, a + i, b + i, p, y + i);
 }
 
-const EltwiseKernels kAvx2{Isa::kAVX2, u8_mul_avx2, eltwise_kernels_scalar().u8_lut};
+// y = table[x], 32 bytes at a time: row h of the table (entries 16h..16h+15, in both lanes) is
+// looked up by the low nibble with vpshufb and kept where the high nibble equals h. Rows are
+// loaded once per group of four vectors: with 16 registers they cannot all stay resident.
+void u8_lut_avx2(int64_t n, const uint8_t* x, const uint8_t* table, uint8_t* y) {
+  alignas(32) uint8_t rows[16][32];
+  for (int h = 0; h < 16; ++h) {
+    std::memcpy(rows[h], table + 16 * h, 16);
+    std::memcpy(rows[h] + 16, table + 16 * h, 16);
+  }
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  constexpr int kVecs = 4;
+  int64_t i = 0;
+  for (; i + 32 * kVecs <= n; i += 32 * kVecs) {
+    __m256i lo[kVecs], hi[kVecs], r[kVecs];
+    for (int v = 0; v < kVecs; ++v) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 32 * v));
+      lo[v] = _mm256_and_si256(xv, nibble);
+      hi[v] = _mm256_and_si256(_mm256_srli_epi16(xv, 4), nibble);
+      r[v] = _mm256_setzero_si256();
+    }
+#pragma GCC unroll 16
+    for (int h = 0; h < 16; ++h) {
+      const __m256i row = _mm256_load_si256(reinterpret_cast<const __m256i*>(rows[h]));
+      const __m256i hv = _mm256_set1_epi8(static_cast<char>(h));
+      for (int v = 0; v < kVecs; ++v) {
+        r[v] = _mm256_blendv_epi8(r[v], _mm256_shuffle_epi8(row, lo[v]), _mm256_cmpeq_epi8(hi[v], hv));
+      }
+    }
+    for (int v = 0; v < kVecs; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i + 32 * v), r[v]);
+  }
+  if (i < n) eltwise_kernels_scalar().u8_lut(n - i, x + i, table, y + i);
+}
+
+const EltwiseKernels kAvx2{Isa::kAVX2, u8_mul_avx2, u8_lut_avx2};
 
 }  // namespace
 
