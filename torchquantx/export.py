@@ -589,10 +589,12 @@ def _import_onnx(fn: str) -> Any:
 
 
 def _drop_assertions(graph: Any) -> None:
-    """Removes shape assertions (an if whose one branch only raises, e.g. adaptive_avg_pool2d's): the
-    example inputs passed them; ONNX has no exceptions."""
+    """Removes shape assertions (an if whose one branch only raises, e.g. adaptive_avg_pool2d's) and
+    warnings: the example inputs passed them; ONNX has neither exceptions nor warnings."""
     doomed = []
     for node, _ in _walk(graph):
+        if node.kind() == "aten::warn":
+            doomed.append(node)
         if node.kind() != "prim::If" or node.outputsSize() != 0:
             continue
         kinds = [{n.kind() for n in b.nodes()} for b in node.blocks()]

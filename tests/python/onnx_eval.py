@@ -257,6 +257,17 @@ def _unsqueeze(inputs, attrs):
     return [x]
 
 
+@_op("Slice")
+def _slice(inputs, attrs):
+    x, starts, ends = inputs[:3]
+    axes = inputs[3] if len(inputs) > 3 and inputs[3] is not None else range(len(starts))
+    steps = inputs[4] if len(inputs) > 4 and inputs[4] is not None else [1] * len(starts)
+    index = [slice(None)] * x.ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        index[int(axis)] = slice(int(start), int(end), int(step))
+    return [x[tuple(index)]]
+
+
 @_op("Concat")
 def _concat(inputs, attrs):
     return [np.concatenate(inputs, axis=attrs["axis"])]
