@@ -38,7 +38,7 @@ DATA_KEYWORDS = ("fashion-mnist", "random")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Input sizes (C, H, W) of torchvision models whose default is not 3x224x224.
-TORCHVISION_INPUT = {"inception_v3": (3, 299, 299), "googlenet": (3, 224, 224)}
+TORCHVISION_INPUT = {"inception_v3": (3, 299, 299)}
 
 
 class UsageError(Exception):
@@ -54,6 +54,7 @@ class Model:
     module: Any                                   # nn.Module in eval mode, or a ScriptModule
     name: str                                     # for messages and default file names
     input_shape: Optional[Tuple[int, ...]]        # one sample's shape (C, H, W) when known
+    default_data: Optional[str] = None            # --data when not given ("fashion-mnist" for the references)
 
 
 def _torchvision_names() -> List[str]:
@@ -69,7 +70,7 @@ def load_model(spec: str, weights: Optional[str] = None) -> Model:
         module = load_reference(REFERENCE_MODELS[spec], pretrained=weights is None)
         if weights is not None:
             _load_weights(module, weights, spec)
-        return Model(module.eval(), spec, (1, 28, 28))
+        return Model(module.eval(), spec, (1, 28, 28), "fashion-mnist")
     looks_like_file = os.path.exists(spec) or os.sep in spec or spec.endswith((".pt", ".pth", ".ptl", ".pkl"))
     if looks_like_file:
         if weights is not None:
@@ -272,11 +273,11 @@ def load_tensor_batches(path: str, batch_size: int) -> List[Any]:
     return batches
 
 
-def load_data(spec: Optional[str], model: Model, args: argparse.Namespace, default: Optional[str] = None) -> Any:
+def load_data(spec: Optional[str], model: Model, args: argparse.Namespace) -> Any:
     """Calibration batches (an iterable of input tensors) from --data: an image folder, a tensor file,
     fashion-mnist or random."""
     import torch
-    spec = spec or default or ("fashion-mnist" if model.name in REFERENCE_MODELS else None)
+    spec = spec or model.default_data
     if spec is None:
         raise UsageError("--data is needed to calibrate: an image folder, a tensor file (torch.save'd N x C x H x W "
                          "float tensor or list of batches), 'fashion-mnist', or 'random' (smoke tests only)")
@@ -444,6 +445,11 @@ def _calibrate(prepared: Any, data: Any, args: argparse.Namespace) -> None:
             raise
         raise UsageError(f"{_first_lines(e, 3)}\nthe calibration data does not fit the model: check --input-size, "
                          "--resize and the tensor file's shape") from e
+    except ValueError as e:
+        if "NaN or Inf" not in str(e):
+            raise
+        raise UsageError(f"{e}\ncheck the calibration data for NaN / Inf values (or values that overflow in the "
+                         "model)") from e
 
 
 def calibrated(model: Model, args: argparse.Namespace) -> Tuple[Any, Optional[Any], str]:
@@ -480,7 +486,7 @@ def calibrated(model: Model, args: argparse.Namespace) -> Tuple[Any, Optional[An
 
 
 def _describe_data(spec: Optional[str], model: Model) -> str:
-    spec = spec or ("fashion-mnist" if model.name in REFERENCE_MODELS else "?")
+    spec = spec or model.default_data or "?"
     if spec in DATA_KEYWORDS:
         return spec
     return f"{'image folder' if os.path.isdir(spec) else 'tensor file'} {spec}"
@@ -783,7 +789,7 @@ def _bench(argv: List[str]) -> int:
             raise UsageError(f"--int8 {args.int8}: not a TorchScript file ({_first_line(e)})") from e
         how = args.int8
     else:
-        if args.data is None and model.name not in REFERENCE_MODELS:
+        if args.data is None and model.default_data is None:
             args.data = "random"
         prepared, _, source = calibrated(model, args)
         qmodel = tqx.convert(prepared, args.target)
