@@ -713,8 +713,8 @@ def _export(argv: List[str]) -> int:
     _add_data_args(p, num_batches=16, batch_size=32)
     args = p.parse_args(argv)
     _check_counts(args)
-    outputs = [(flag, path) for flag, path in (("--onnx", args.onnx), ("--trt-cache", args.trt_cache_out),
-                                              ("--qparams", args.qparams_out)) if path]
+    outputs = [(flag, path) for flag, path in (("--qparams", args.qparams_out), ("--trt-cache", args.trt_cache_out),
+                                              ("--onnx", args.onnx)) if path]
     if not outputs:
         raise UsageError("nothing to write: give --onnx OUT.onnx, --trt-cache OUT.cache and/or --qparams OUT.json")
     for flag, path in outputs:
@@ -735,10 +735,13 @@ def _export(argv: List[str]) -> int:
         for flag, path in outputs:
             tmp = temporary_path(path)
             tmps.append((tmp, path))
-            if flag == "--onnx":
-                writers[flag](prepared, tmp, (example,), opset=args.opset)
-            else:
-                writers[flag](prepared, tmp)
+            try:
+                if flag == "--onnx":
+                    writers[flag](prepared, tmp, (example,), opset=args.opset)
+                else:
+                    writers[flag](prepared, tmp)
+            except (ValueError, ImportError) as e:      # what the format cannot express, or a missing package
+                raise UsageError(f"cannot write {flag} {path}: {e}; nothing was written") from e
         for tmp, path in tmps:       # all written: only now replace the outputs
             os.replace(tmp, path)
     except BaseException:

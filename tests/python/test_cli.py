@@ -300,6 +300,10 @@ def test_export_then_quantize_from_qparams_and_trt_cache(tmp_path, capsys):
     before = sorted(os.listdir(tmp_path))
     code, _, err = run(capsys, "export", "fashion-resnet", *common)
     assert code == 2 and "nothing to write" in err
+    # ONNX fails after the JSON and the cache were written: none of the three appears.
+    code, _, err = run(capsys, "export", "fashion-resnet", "--qparams", str(tmp_path / "n.json"), "--trt-cache",
+                       str(tmp_path / "n.cache"), "--onnx", str(tmp_path / "n.onnx"), "--opset", "12", *common)
+    assert code == 2 and "cannot write --onnx" in err and "opset" in err and "nothing was written" in err, err
     code, _, err = run(capsys, "quantize", "fashion-resnet", "--qparams", str(tmp_path / "none.json"))
     assert code == 2 and "no such file" in err
     (tmp_path / "bad.json").write_text("{not json")
