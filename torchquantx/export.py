@@ -118,8 +118,8 @@ def _observers(fn: str, prepared: torch.jit.ScriptModule) -> List[_Observer]:
 
 
 def _status(fn: str, o: _Observer, any_data: bool) -> str:
-    """"range", or why the observer has none: "integer" (it saw only integer tensors: convert drops it)
-    or "unreached" (inside a branch no calibration batch entered: convert leaves it float)."""
+    """The observer's status: "range", or why it has none: "integer" (it saw only integer tensors:
+    convert drops it) or "unreached" (inside a branch no calibration batch entered: stays float)."""
     batches = int(o.obj.batches())
     if batches == 0 and int(o.obj.nonfloat_count()) > 0:
         return "integer"
@@ -167,12 +167,12 @@ def _range(fn: str, o: _Observer) -> Tuple[float, float]:
 def _set_range(fn: str, o: _Observer, lo: float, hi: float) -> Tuple[float, int]:
     """Makes the observer hold exactly the range [lo, hi] (as if calibrated on those two values) and
     returns its qparams. Histogram observers switch to "minmax", which turns that range into qparams."""
+    if o.kind not in ("HistogramObserver", "MinMaxObserver", "MovingAverageMinMaxObserver"):
+        raise ValueError(f"torchquantx.{fn}: observer {o.attr} ({o.place}) is a {o.kind}, which cannot take a "
+                         "per-tensor range")
     o.obj.reset()
     if o.kind == "HistogramObserver":
         o.obj.set_method("minmax", float(o.obj.percentile()))
-    elif o.kind not in ("MinMaxObserver", "MovingAverageMinMaxObserver"):
-        raise ValueError(f"torchquantx.{fn}: observer {o.attr} ({o.place}) is a {o.kind}, which cannot take a "
-                         "per-tensor range")
     o.obj.forward(torch.tensor([lo, hi], dtype=torch.float32))
     return _qparams(o.obj)
 

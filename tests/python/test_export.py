@@ -284,8 +284,13 @@ def test_json_bad_input(models, tmp_path):
     (tmp_path / "range.json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="'range' should be \\[lo, hi\\]"):
         tqx.read_qparams_json(fresh, str(tmp_path / "range.json"))
+    # The same architecture with other weights: the ranges fit, the weights do not.
+    untrained = tqx.prepare(load_reference("mobilenet", pretrained=False))
+    with pytest.raises(ValueError, match="the weight qparams of features.0 .* differ from the file's"):
+        tqx.read_qparams_json(untrained, str(tmp_path / "m.json"))
     # A failed read leaves the model as it was: still uncalibrated.
-    assert all(obj.batches() == 0 for _, _, obj in tqx.calibration.observers(fresh))
+    for model in (fresh, untrained):
+        assert all(obj.batches() == 0 for _, _, obj in tqx.calibration.observers(model))
 
 
 # ---- TensorRT calibration cache ------------------------------------------------------------------
