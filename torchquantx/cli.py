@@ -784,6 +784,7 @@ def _bench(argv: List[str]) -> int:
         raise UsageError(f"--input-size C,H,W is needed to time {args.model}")
     gen = torch.Generator().manual_seed(1)
     inputs = [torch.randn(b, *shape, generator=gen) for b in args.batch]
+    check_fits(model, inputs)
     if args.int8:
         _check_input("--int8", args.int8)
         try:

@@ -211,6 +211,9 @@ def test_bench_int8_file(tmp_path, capsys):
     assert code == 2 and "--input-size C,H,W is needed" in err
     code, _, err = run(capsys, "bench", str(tmp_path / "m.pt"), "--input-size", "3,8,8", "--batch", "2", "0")
     assert code == 2 and "--batch should be >= 1, got 2 0" in err
+    code, _, err = run(capsys, "bench", str(tmp_path / "m.pt"), "--int8", str(tmp_path / "q.pt"), "--input-size",
+                       "1,8,8")
+    assert code == 2 and "the data does not fit the model: a batch of shape (1, 1, 8, 8)" in err
 
 
 def _fake_analysis():
