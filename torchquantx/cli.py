@@ -610,9 +610,11 @@ def _quantize(argv: List[str]) -> int:
             raise UsageError(f"--recipe: {_first_line(e)}") from e
         source = f"{_describe_data(args.data, model)}, {args.num_batches} batches of {args.batch_size}; recipe " \
                  f"{recipe or 'default'}"
+        method = recipe.get("method", "mse")
     else:
         prepared, data, source = calibrated(model, args)
         qmodel = tqx.convert(prepared, args.target)
+        method = args.method or "minmax"
     from .report import save_atomic
     save_atomic(lambda tmp: torch.jit.save(qmodel, tmp), out)
 
@@ -624,16 +626,17 @@ def _quantize(argv: List[str]) -> int:
     int8_ops, floats = _plan_counts(tqx.summary(qmodel, file=io.StringIO()))
     fp32_size, int8_size = _saved_size(fp32), os.path.getsize(out)
     print(f"\nquantized {model.name} -> {out}")
-    print(f"  qconfig {args.qconfig}, method {args.method or ('mse' if args.recipe else 'minmax')}, "
-          f"target {args.target}; ranges: {source}")
+    print(f"  qconfig {args.qconfig}, method {method}, target {args.target}; ranges: {source}")
     print(f"  TorchScript file: fp32 {_mib(fp32_size)} -> int8 {_mib(int8_size)} ({fp32_size / int8_size:.2f}x smaller)")
     print(f"  ops: {int8_ops} int8, {len(floats)} float")
     for line in floats:
         print(f"    float: {line}")
     if example is not None:
         with torch.no_grad():
-            sqnr = _sqnr_db(fp32(example), qmodel(example))
-        print(f"  output SQNR vs fp32 on one {'calibration' if data is not None else 'random'} batch: {sqnr:.1f} dB")
+            ref, got = fp32(example), qmodel(example)
+        if isinstance(ref, torch.Tensor) and isinstance(got, torch.Tensor):   # not for tuple / dict outputs
+            print(f"  output SQNR vs fp32 on one {'calibration' if data is not None else 'random'} batch: "
+                  f"{_sqnr_db(ref, got):.1f} dB")
     return 0
 
 
