@@ -88,6 +88,15 @@ def _columns(header: Sequence[str], rows: Sequence[Sequence[str]], left: int) ->
     return [line(header)] + [line(r) for r in rows]
 
 
+def _figure(width: float, height: float, dpi: int) -> Any:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError("torchquantx.report draws its plots with matplotlib, which is not installed (Debian: "
+                          "apt-get install python3-matplotlib; scripts/install-deps.sh installs it)") from e
+    return Figure(figsize=(width, height), dpi=dpi)
+
+
 def _png(fig: Any) -> str:
     """The figure as a data: URI of a PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -97,9 +106,8 @@ def _png(fig: Any) -> str:
 
 
 def _sqnr_plot(layers: Sequence[LayerStats]) -> str:
-    from matplotlib.figure import Figure
     n = len(layers)
-    fig = Figure(figsize=(9, 1.2 + 0.32 * n), dpi=90)
+    fig = _figure(9, 1.2 + 0.32 * n, 90)
     ax = fig.add_subplot(1, 1, 1)
     ys = list(range(n))
     cap = _finite_cap([v for l in layers for v in (l.sqnr, l.weight_only_sqnr, l.activation_only_sqnr)])
@@ -133,8 +141,7 @@ def _histogram_plot(layer: LayerStats) -> Optional[str]:
     counts, lo, hi = layer.histogram
     if not counts or not hi > lo:
         return None
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(4.2, 2.4), dpi=80)
+    fig = _figure(4.2, 2.4, 80)
     ax = fig.add_subplot(1, 1, 1)
     width = (hi - lo) / len(counts)
     ax.bar([lo + (i + 0.5) * width for i in range(len(counts))], counts, width=width, color="#4c72b0", linewidth=0)
