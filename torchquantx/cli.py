@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib.util
 import io
 import json
 import math
@@ -672,6 +673,9 @@ def _analyze(argv: List[str]) -> int:
     _check_counts(args)
     _check_output("--report", args.report)
     _check_output("--json", args.json)
+    if args.report and importlib.util.find_spec("matplotlib") is None:      # checked before the analysis runs
+        raise UsageError("--report draws its plots with matplotlib, which is not installed (Debian: apt-get install "
+                         "python3-matplotlib; scripts/install-deps.sh installs it)")
     from . import analysis as analysis_module
     from .report import atomic_write, format_table, write_report
     analyze = getattr(analysis_module, "analyze", None)
