@@ -4,14 +4,21 @@
 #include <cstdint>
 
 #include "kernels/isa.h"
+#include "kernels/quantize.h"
 
 namespace tqx::kernels {
 
-// One ISA's channel-vector primitives of the pooling drivers below; entries never null.
+// One ISA's window primitives of the pooling drivers below: one output pixel from the `taps`
+// input pixels of its window (rows[t] points at a pixel's n channels), each channel vector kept
+// in registers across the taps. Entries never null.
 struct PoolKernels {
   Isa isa;
-  void (*u8_max_accumulate)(int64_t n, const uint8_t* x, uint8_t* acc);  // acc[i] = max(acc[i], x[i])
-  void (*u8_s32_accumulate)(int64_t n, const uint8_t* x, int32_t* acc);  // acc[i] += x[i]
+  // y[c] = max(0, rows[0][c], ..., rows[taps - 1][c]) for c < n.
+  void (*u8_max_window)(int64_t n, int64_t taps, const uint8_t* const* rows, uint8_t* y);
+  // y[c] = requantize(bias + rows[0][c] + ... + rows[taps - 1][c]; p) for c < n: the int32 sum is
+  // exact, the requantize is Note [Rounding]'s (quantize_kernels_scalar().s32_u8_requantize).
+  void (*u8_avg_window)(int64_t n, int64_t taps, const uint8_t* const* rows, int32_t bias, const AffineParams& p,
+                        uint8_t* y);
 };
 
 const PoolKernels& pool_kernels_scalar();

@@ -33,20 +33,38 @@ std::vector<Isa> simd_isas() {
   return out;
 }
 
+// Window primitives on every SIMD table against the scalar one: channel counts around each vector
+// width, 0 to 10 taps (0: max gives 0, the average only the bias), and requantize parameters
+// with ties, saturation at both ends and a NaN multiplier.
 TEST(PoolSimd, PrimitivesEqualReference) {
   const auto& ref = kernels::pool_kernels_scalar();
+  const std::vector<kernels::AffineParams> rq = {
+      kernels::make_requant_params(0.25f, 128, 0, 255), kernels::make_requant_params(1.0f / 9.0f, 3, 0, 255),
+      kernels::make_requant_params(4.0f, 0, 0, 255), kernels::make_requant_params(0.5f, 255, 0, 255),
+      kernels::make_requant_params(std::nanf(""), 7, 0, 255)};
+  const std::vector<int32_t> biases = {0, -128 * 4, -255 * 10, 1000};
   for (Isa isa : simd_isas()) {
     const auto& k = kernels::pool_kernels_for(isa);
     for (int64_t n : testing::edge_sizes()) {
-      const auto x = bytes(n, 1), a0 = bytes(n, 2);
-      std::vector<uint8_t> want = a0, got = a0;
-      ref.u8_max_accumulate(n, x.data(), want.data());
-      k.u8_max_accumulate(n, x.data(), got.data());
-      ASSERT_EQ(got, want) << kernels::isa_name(isa) << " n=" << n;
-      std::vector<int32_t> sw(n, -1000), sg(n, -1000);
-      ref.u8_s32_accumulate(n, x.data(), sw.data());
-      k.u8_s32_accumulate(n, x.data(), sg.data());
-      ASSERT_EQ(sg, sw) << kernels::isa_name(isa) << " n=" << n;
+      for (int64_t taps : {0, 1, 2, 4, 9, 10}) {
+        std::vector<std::vector<uint8_t>> xs;
+        std::vector<const uint8_t*> rows;
+        for (int64_t t = 0; t < taps; ++t) xs.push_back(bytes(n + 1, 10 + static_cast<uint32_t>(t)));
+        for (const auto& v : xs) rows.push_back(v.data());
+        std::vector<uint8_t> want(n + 1, 77), got(n + 1, 77);
+        ref.u8_max_window(n, taps, rows.data(), want.data());
+        k.u8_max_window(n, taps, rows.data(), got.data());
+        ASSERT_EQ(got, want) << kernels::isa_name(isa) << " max n=" << n << " taps=" << taps;
+        for (const auto& p : rq) {
+          for (int32_t bias : biases) {
+            ref.u8_avg_window(n, taps, rows.data(), bias, p, want.data());
+            k.u8_avg_window(n, taps, rows.data(), bias, p, got.data());
+            ASSERT_EQ(got, want) << kernels::isa_name(isa) << " avg n=" << n << " taps=" << taps << " bias=" << bias
+                                 << " mult=" << p.inv_scale;
+            ASSERT_EQ(got[n], 77) << "wrote past the end";
+          }
+        }
+      }
     }
   }
 }

@@ -1,7 +1,6 @@
 // AVX2 variants of the pooling primitives; bit-exact with pool_scalar.cpp.
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstdint>
 
 #include "kernels/pool.h"
@@ -9,27 +8,94 @@
 namespace tqx::kernels {
 namespace {
 
-void u8_max_accumulate_avx2(int64_t n, const uint8_t* x, uint8_t* acc) {
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    const __m256i v = _mm256_max_epu8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)),
-                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + i)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + i), v);
+inline __m256i load32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+
+void u8_max_window_avx2(int64_t n, int64_t taps, const uint8_t* const* rows, uint8_t* y) {
+  int64_t c = 0;
+  for (; c + 64 <= n; c += 64) {
+    __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256();
+    for (int64_t t = 0; t < taps; ++t) {
+      a = _mm256_max_epu8(a, load32(rows[t] + c));
+      b = _mm256_max_epu8(b, load32(rows[t] + c + 32));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + c), a);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + c + 32), b);
   }
-  for (; i < n; ++i) acc[i] = std::max(acc[i], x[i]);
+  for (; c + 32 <= n; c += 32) {
+    __m256i a = _mm256_setzero_si256();
+    for (int64_t t = 0; t < taps; ++t) a = _mm256_max_epu8(a, load32(rows[t] + c));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + c), a);
+  }
+  for (; c + 16 <= n; c += 16) {
+    __m128i a = _mm_setzero_si128();
+    for (int64_t t = 0; t < taps; ++t) a = _mm_max_epu8(a, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[t] + c)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + c), a);
+  }
+  for (; c < n; ++c) {
+    uint8_t v = 0;
+    for (int64_t t = 0; t < taps; ++t) v = rows[t][c] > v ? rows[t][c] : v;
+    y[c] = v;
+  }
 }
 
-void u8_s32_accumulate_avx2(int64_t n, const uint8_t* x, int32_t* acc) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i)));
-    __m256i* a = reinterpret_cast<__m256i*>(acc + i);
-    _mm256_storeu_si256(a, _mm256_add_epi32(_mm256_loadu_si256(a), v));
-  }
-  for (; i < n; ++i) acc[i] += x[i];
+inline __m256i widen8(const uint8_t* p) {
+  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
 }
 
-constexpr PoolKernels kAvx2{Isa::kAVX2, u8_max_accumulate_avx2, u8_s32_accumulate_avx2};
+// Note [Rounding], as requantize in quantize_avx2.cpp: float(acc) * multiplier clamped to
+// [qmin - zp, qmax - zp] (NaN to the lower bound), round half to even, + zp; 8 bytes out.
+struct Requantize {
+  __m256 mul, lo, hi;
+  __m256i zp;
+  explicit Requantize(const AffineParams& p)
+      : mul(_mm256_set1_ps(p.inv_scale)), lo(_mm256_set1_ps(static_cast<float>(p.qmin - p.zero_point))),
+        hi(_mm256_set1_ps(static_cast<float>(p.qmax - p.zero_point))), zp(_mm256_set1_epi32(p.zero_point)) {}
+  __m128i apply(__m256i acc) const {
+    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), mul);
+    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+    const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);  // in [0, 255]
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    return _mm_packus_epi16(w, w);
+  }
+};
+
+void u8_avg_window_avx2(int64_t n, int64_t taps, const uint8_t* const* rows, int32_t bias, const AffineParams& p,
+                        uint8_t* y) {
+  const Requantize rq(p);
+  const __m256i b = _mm256_set1_epi32(bias);
+  int64_t c = 0;
+  for (; c + 32 <= n; c += 32) {
+    __m256i a0 = b, a1 = b, a2 = b, a3 = b;
+    for (int64_t t = 0; t < taps; ++t) {
+      const uint8_t* r = rows[t] + c;
+      a0 = _mm256_add_epi32(a0, widen8(r));
+      a1 = _mm256_add_epi32(a1, widen8(r + 8));
+      a2 = _mm256_add_epi32(a2, widen8(r + 16));
+      a3 = _mm256_add_epi32(a3, widen8(r + 24));
+    }
+    const __m128i lo = _mm_unpacklo_epi64(rq.apply(a0), rq.apply(a1));
+    const __m128i hi = _mm_unpacklo_epi64(rq.apply(a2), rq.apply(a3));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + c), lo);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + c + 16), hi);
+  }
+  for (; c + 8 <= n; c += 8) {
+    __m256i a = b;
+    for (int64_t t = 0; t < taps; ++t) a = _mm256_add_epi32(a, widen8(rows[t] + c));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(y + c), rq.apply(a));
+  }
+  if (c < n) {
+    // The last n % 8 channels: exact sums, then the reference requantize.
+    int32_t acc[8];
+    for (int64_t j = 0; j < n - c; ++j) {
+      int32_t s = bias;
+      for (int64_t t = 0; t < taps; ++t) s += rows[t][c + j];
+      acc[j] = s;
+    }
+    quantize_kernels_scalar().s32_u8_requantize(n - c, acc, y + c, p);
+  }
+}
+
+constexpr PoolKernels kAvx2{Isa::kAVX2, u8_max_window_avx2, u8_avg_window_avx2};
 
 }  // namespace
 

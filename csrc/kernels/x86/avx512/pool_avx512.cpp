@@ -1,6 +1,7 @@
 // AVX-512 (F/BW) variants of the pooling primitives; bit-exact with pool_scalar.cpp.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/pool.h"
@@ -8,35 +9,103 @@
 namespace tqx::kernels {
 namespace {
 
-void u8_max_accumulate_avx512(int64_t n, const uint8_t* x, uint8_t* acc) {
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    const __m512i v = _mm512_max_epu8(_mm512_loadu_si512(x + i), _mm512_loadu_si512(acc + i));
-    _mm512_storeu_si512(acc + i, v);
-  }
-  if (i < n) {
-    const __mmask64 m = (~uint64_t{0}) >> (64 - (n - i));
-    const __m512i v = _mm512_max_epu8(_mm512_maskz_loadu_epi8(m, x + i), _mm512_maskz_loadu_epi8(m, acc + i));
-    _mm512_mask_storeu_epi8(acc + i, m, v);
-  }
+inline __mmask64 tail_mask64(int64_t remaining) {
+  return remaining >= 64 ? ~__mmask64{0} : (~uint64_t{0}) >> (64 - remaining);
 }
 
-void u8_s32_accumulate_avx512(int64_t n, const uint8_t* x, int32_t* acc) {
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    for (int j = 0; j < 64; j += 16) {
-      const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + j)));
-      _mm512_storeu_si512(acc + i + j, _mm512_add_epi32(_mm512_loadu_si512(acc + i + j), v));
+inline __mmask64 mask64(int64_t remaining) {
+  return remaining >= 64 ? ~__mmask64{0} : remaining <= 0 ? __mmask64{0} : (~uint64_t{0}) >> (64 - remaining);
+}
+
+// NV vectors of 64 channels (the last under a mask) kept in registers across all taps.
+template <int NV>
+void max_chunk(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t c0, uint8_t* y) {
+  __mmask64 m[NV];
+  __m512i a[NV];
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j) {
+    m[j] = mask64(n - c0 - 64 * j);
+    a[j] = _mm512_setzero_si512();
+  }
+  for (int64_t t = 0; t < taps; ++t) {
+    const uint8_t* r = rows[t] + c0;
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) a[j] = _mm512_max_epu8(a[j], _mm512_maskz_loadu_epi8(m[j], r + 64 * j));
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j) _mm512_mask_storeu_epi8(y + c0 + 64 * j, m[j], a[j]);
+}
+
+void u8_max_window_avx512(int64_t n, int64_t taps, const uint8_t* const* rows, uint8_t* y) {
+  for (int64_t c0 = 0; c0 < n; c0 += 256) {
+    switch ((std::min<int64_t>(n - c0, 256) + 63) / 64) {
+      case 1: max_chunk<1>(n, taps, rows, c0, y); break;
+      case 2: max_chunk<2>(n, taps, rows, c0, y); break;
+      case 3: max_chunk<3>(n, taps, rows, c0, y); break;
+      default: max_chunk<4>(n, taps, rows, c0, y); break;
     }
   }
-  for (; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1u);
-    const __m512i v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, x + i));
-    _mm512_mask_storeu_epi32(acc + i, m, _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, acc + i), v));
+}
+
+// Note [Rounding], as requantize in quantize_avx512.cpp: float(acc) * multiplier clamped to
+// [qmin - zp, qmax - zp] (NaN to the lower bound), round half to even, + zp.
+struct Requantize {
+  __m512 mul, lo, hi;
+  __m512i zp;
+  explicit Requantize(const AffineParams& p)
+      : mul(_mm512_set1_ps(p.inv_scale)), lo(_mm512_set1_ps(static_cast<float>(p.qmin - p.zero_point))),
+        hi(_mm512_set1_ps(static_cast<float>(p.qmax - p.zero_point))), zp(_mm512_set1_epi32(p.zero_point)) {}
+  void store(uint8_t* y, __m512i acc, __mmask16 m) const {
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mul);
+    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    _mm512_mask_cvtepi32_storeu_epi8(y, m, _mm512_add_epi32(_mm512_cvtps_epi32(v), zp));
+  }
+};
+
+inline __mmask16 mask16(int64_t remaining) {
+  return remaining >= 16 ? __mmask16(0xFFFF) : remaining <= 0 ? __mmask16(0) : static_cast<__mmask16>((1u << remaining) - 1u);
+}
+
+// NV int32 vectors of 16 channels (the last under a mask) summed in registers across all taps.
+template <int NV>
+void avg_chunk(int64_t n, int64_t taps, const uint8_t* const* rows, int32_t bias, const Requantize& rq, int64_t c0,
+               uint8_t* y) {
+  __mmask16 m[NV];
+  __m512i a[NV];
+#pragma GCC unroll 8
+  for (int j = 0; j < NV; ++j) {
+    m[j] = mask16(n - c0 - 16 * j);
+    a[j] = _mm512_set1_epi32(bias);
+  }
+  for (int64_t t = 0; t < taps; ++t) {
+    const uint8_t* r = rows[t] + c0;
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) {
+      a[j] = _mm512_add_epi32(a[j], _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m[j], r + 16 * j)));
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < NV; ++j) rq.store(y + c0 + 16 * j, a[j], m[j]);
+}
+
+void u8_avg_window_avx512(int64_t n, int64_t taps, const uint8_t* const* rows, int32_t bias, const AffineParams& p,
+                          uint8_t* y) {
+  const Requantize rq(p);
+  for (int64_t c0 = 0; c0 < n; c0 += 128) {
+    switch ((std::min<int64_t>(n - c0, 128) + 15) / 16) {
+      case 1: avg_chunk<1>(n, taps, rows, bias, rq, c0, y); break;
+      case 2: avg_chunk<2>(n, taps, rows, bias, rq, c0, y); break;
+      case 3: avg_chunk<3>(n, taps, rows, bias, rq, c0, y); break;
+      case 4: avg_chunk<4>(n, taps, rows, bias, rq, c0, y); break;
+      case 5: avg_chunk<5>(n, taps, rows, bias, rq, c0, y); break;
+      case 6: avg_chunk<6>(n, taps, rows, bias, rq, c0, y); break;
+      case 7: avg_chunk<7>(n, taps, rows, bias, rq, c0, y); break;
+      default: avg_chunk<8>(n, taps, rows, bias, rq, c0, y); break;
+    }
   }
 }
 
-constexpr PoolKernels kAvx512{Isa::kAVX512, u8_max_accumulate_avx512, u8_s32_accumulate_avx512};
+constexpr PoolKernels kAvx512{Isa::kAVX512, u8_max_window_avx512, u8_avg_window_avx512};
 
 }  // namespace
 
