@@ -24,15 +24,15 @@ import onnx_eval  # noqa: E402
 
 # ONNX-eval vs the reference int8 model (float ops between the same Q/DQ pairs): QuantizeLinear
 # divides by the scale where torchquantx multiplies by its float32 reciprocal (Note [Rounding]),
-# and float sums run in another order, so a value on a rounding tie can land one step away.
-REFERENCE_LSB = 1
-# In a deep network one flipped rounding early on moves later values too: resnet18 (20 layers,
-# random weights), measured over 5 seeds: 0 or 2 output steps.
-DEEP_REFERENCE_LSB = 2
-# ONNX-eval vs the default (quantx) int8 model: that model also rounds conv+add once instead of
-# twice and its kernels are within 1 LSB of each op's reference; over a network these add up to the
-# same few output steps as between the quantx and native int8 models (measured: 3).
-QUANTX_LSB = 4
+# and float sums run in another order, so a value on a rounding tie can land one step away, and
+# later layers can carry that step further. Measured on 256 Fashion-MNIST test images: at most 1-2
+# output steps (LSB), on 0.1-0.6 % of the outputs (1-2 % of the images; 1.1 % of the outputs of the
+# 64 images below); on resnet18 (random weights, 5 seeds) 0 or 2.
+REFERENCE_LSB = 2
+REFERENCE_DIFFERING = 0.02  # the fraction of outputs allowed off by a step (Fashion-MNIST models)
+# Against the default (quantx) int8 model, which rounds conv+add once instead of twice and whose
+# kernels are within 1 LSB of each op's reference, the ONNX graph must be no further than the
+# reference int8 model is (measured: exactly as far, 2-7 LSB), give or take REFERENCE_LSB.
 
 
 def _prepared(name: str, method: str = "minmax") -> torch.jit.ScriptModule:
@@ -52,7 +52,7 @@ def models():
 
 @pytest.fixture(scope="module")
 def images():
-    return next(iter(fashion_mnist_loader("test", batch_size=16, limit=16)))[0]
+    return next(iter(fashion_mnist_loader("test", batch_size=64, limit=64)))[0]
 
 
 def _float(y: torch.Tensor) -> np.ndarray:
@@ -83,12 +83,16 @@ def test_onnx_matches_int8_model(models, images, tmp_path, name):
     assert os.listdir(tmp_path) == [f"{name}.onnx"]
 
     got = onnx_eval.run(model, {"x": images.numpy()})[0]
-    lsb = _output_scale(p)
     reference = _float(tqx.convert(p, target="reference")(images))
     int8 = _float(tqx.convert(p)(images))
+    _check_agreement(got, reference, int8, _output_scale(p))
+    assert (np.abs(got - reference) > _output_scale(p) / 2).mean() <= REFERENCE_DIFFERING
+    assert (got.argmax(1) == int8.argmax(1)).mean() >= 0.95
+
+
+def _check_agreement(got: np.ndarray, reference: np.ndarray, int8: np.ndarray, lsb: float) -> None:
     assert np.abs(got - reference).max() <= REFERENCE_LSB * lsb * 1.001
-    assert np.abs(got - int8).max() <= QUANTX_LSB * lsb * 1.001
-    assert (got.argmax(1) == int8.argmax(1)).mean() >= 15 / 16
+    assert np.abs(got - int8).max() <= np.abs(reference - int8).max() + REFERENCE_LSB * lsb * 1.001
 
 
 @pytest.mark.parametrize("name", ["resnet", "mobilenet"])
@@ -121,9 +125,7 @@ def test_onnx_torchvision_resnet18(tmp_path):
     tqx.calibrate(p, [x], progress=False)
     path = tqx.export_onnx(p, str(tmp_path / "resnet18.onnx"), x[:1])
     got = onnx_eval.run(onnx.load(path), {"x": x.numpy()})[0]
-    lsb = _output_scale(p)
-    assert np.abs(got - _float(tqx.convert(p, target="reference")(x))).max() <= DEEP_REFERENCE_LSB * lsb * 1.001
-    assert np.abs(got - _float(tqx.convert(p)(x))).max() <= QUANTX_LSB * lsb * 1.001
+    _check_agreement(got, _float(tqx.convert(p, target="reference")(x)), _float(tqx.convert(p)(x)), _output_scale(p))
 
 
 def test_onnx_4bit_affine_weights_and_linear_only(tmp_path):
