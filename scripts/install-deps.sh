@@ -11,6 +11,7 @@ PKGS=(
   libcpuinfo-dev libdnnl-dev
   dataset-fashion-mnist
   python3-venv python3-pip
+  python3-onnx python3-matplotlib chromium
 )
 
 missing=()
