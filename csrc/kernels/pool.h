@@ -8,17 +8,19 @@
 
 namespace tqx::kernels {
 
-// One ISA's window primitives of the pooling drivers below: one output pixel from the `taps`
-// input pixels of its window (rows[t] points at a pixel's n channels), each channel vector kept
-// in registers across the taps. Entries never null.
+// One ISA's window primitives of the pooling drivers below: `count` output pixels y[p * n, ...]
+// (p < count) of one output row, pixel p from the `taps` input pixels rows[t] + p * step (rows[t]
+// points at a pixel's n channels; step: the window's move in bytes from one pixel to the next).
+// Each channel vector stays in registers across the taps. Entries never null.
 struct PoolKernels {
   Isa isa;
-  // y[c] = max(0, rows[0][c], ..., rows[taps - 1][c]) for c < n.
-  void (*u8_max_window)(int64_t n, int64_t taps, const uint8_t* const* rows, uint8_t* y);
-  // y[c] = requantize(bias + rows[0][c] + ... + rows[taps - 1][c]; p) for c < n: the int32 sum is
-  // exact, the requantize is Note [Rounding]'s (quantize_kernels_scalar().s32_u8_requantize).
-  void (*u8_avg_window)(int64_t n, int64_t taps, const uint8_t* const* rows, int32_t bias, const AffineParams& p,
-                        uint8_t* y);
+  // y[p * n + c] = max(0, rows[0][p * step + c], ..., rows[taps - 1][p * step + c]) for c < n.
+  void (*u8_max_windows)(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step,
+                         uint8_t* y);
+  // y[p * n + c] = requantize(bias + sum over t of rows[t][p * step + c]; p) for c < n: the int32 sum
+  // is exact, the requantize is Note [Rounding]'s (quantize_kernels_scalar().s32_u8_requantize).
+  void (*u8_avg_windows)(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step,
+                         int32_t bias, const AffineParams& p, uint8_t* y);
 };
 
 const PoolKernels& pool_kernels_scalar();

@@ -34,8 +34,9 @@ std::vector<Isa> simd_isas() {
 }
 
 // Window primitives on every SIMD table against the scalar one: channel counts around each vector
-// width, 0 to 10 taps (0: max gives 0, the average only the bias), and requantize parameters
-// with ties, saturation at both ends and a NaN multiplier.
+// width, 0 to 10 taps (0: max gives 0, the average only the bias), one window or a run of three
+// (step: two pixels and 3 bytes), and requantize parameters with ties, saturation at both ends and
+// a NaN multiplier.
 TEST(PoolSimd, PrimitivesEqualReference) {
   const auto& ref = kernels::pool_kernels_scalar();
   const std::vector<kernels::AffineParams> rq = {
@@ -46,22 +47,25 @@ TEST(PoolSimd, PrimitivesEqualReference) {
   for (Isa isa : simd_isas()) {
     const auto& k = kernels::pool_kernels_for(isa);
     for (int64_t n : testing::edge_sizes()) {
-      for (int64_t taps : {0, 1, 2, 4, 9, 10}) {
-        std::vector<std::vector<uint8_t>> xs;
-        std::vector<const uint8_t*> rows;
-        for (int64_t t = 0; t < taps; ++t) xs.push_back(bytes(n + 1, 10 + static_cast<uint32_t>(t)));
-        for (const auto& v : xs) rows.push_back(v.data());
-        std::vector<uint8_t> want(n + 1, 77), got(n + 1, 77);
-        ref.u8_max_window(n, taps, rows.data(), want.data());
-        k.u8_max_window(n, taps, rows.data(), got.data());
-        ASSERT_EQ(got, want) << kernels::isa_name(isa) << " max n=" << n << " taps=" << taps;
-        for (const auto& p : rq) {
-          for (int32_t bias : biases) {
-            ref.u8_avg_window(n, taps, rows.data(), bias, p, want.data());
-            k.u8_avg_window(n, taps, rows.data(), bias, p, got.data());
-            ASSERT_EQ(got, want) << kernels::isa_name(isa) << " avg n=" << n << " taps=" << taps << " bias=" << bias
-                                 << " mult=" << p.inv_scale;
-            ASSERT_EQ(got[n], 77) << "wrote past the end";
+      for (int64_t count : {1, 3}) {
+        const int64_t step = 2 * n + 3;
+        for (int64_t taps : {0, 1, 2, 4, 9, 10}) {
+          std::vector<std::vector<uint8_t>> xs;
+          std::vector<const uint8_t*> rows;
+          for (int64_t t = 0; t < taps; ++t) xs.push_back(bytes((count - 1) * step + n, 10 + static_cast<uint32_t>(t)));
+          for (const auto& v : xs) rows.push_back(v.data());
+          std::vector<uint8_t> want(count * n + 1, 77), got(count * n + 1, 77);
+          ref.u8_max_windows(n, taps, rows.data(), count, step, want.data());
+          k.u8_max_windows(n, taps, rows.data(), count, step, got.data());
+          ASSERT_EQ(got, want) << kernels::isa_name(isa) << " max n=" << n << " taps=" << taps << " count=" << count;
+          for (const auto& p : rq) {
+            for (int32_t bias : biases) {
+              ref.u8_avg_windows(n, taps, rows.data(), count, step, bias, p, want.data());
+              k.u8_avg_windows(n, taps, rows.data(), count, step, bias, p, got.data());
+              ASSERT_EQ(got, want) << kernels::isa_name(isa) << " avg n=" << n << " taps=" << taps
+                                   << " count=" << count << " bias=" << bias << " mult=" << p.inv_scale;
+              ASSERT_EQ(got[count * n], 77) << "wrote past the end";
+            }
           }
         }
       }
@@ -101,9 +105,13 @@ TEST(Pool, MaxPoolMatchesNaiveAndEveryIsa) {
       std::vector<Isa> isas = simd_isas();
       isas.push_back(Isa::kScalar);
       for (Isa isa : isas) {
-        std::vector<uint8_t> got(pixels * c, 7);
-        kernels::max_pool2d_u8_nhwc(s, x.data(), got.data(), 0, pixels, isa);
-        ASSERT_EQ(got, want) << kernels::isa_name(isa) << " c=" << c;
+        // Any split of the pixels (here inside output rows, which cuts runs of windows) gives the same bytes.
+        for (int64_t split : {int64_t{0}, int64_t{1}, pixels / 2 + 1}) {
+          std::vector<uint8_t> got(pixels * c, 7);
+          kernels::max_pool2d_u8_nhwc(s, x.data(), got.data(), 0, split, isa);
+          kernels::max_pool2d_u8_nhwc(s, x.data(), got.data(), split, pixels, isa);
+          ASSERT_EQ(got, want) << kernels::isa_name(isa) << " c=" << c << " split=" << split;
+        }
       }
     }
   }
@@ -148,9 +156,13 @@ TEST(Pool, AvgPoolMatchesNaiveAndEveryIsa) {
       std::vector<Isa> isas = simd_isas();
       isas.push_back(Isa::kScalar);
       for (Isa isa : isas) {
-        std::vector<uint8_t> got(pixels * c, 7);
-        kernels::avg_pool2d_u8_nhwc(s, p, x.data(), got.data(), 0, pixels, isa);
-        ASSERT_EQ(got, want) << kernels::isa_name(isa) << " c=" << c << " zp=" << p.in_zero_point;
+        for (int64_t split : {int64_t{0}, int64_t{1}, pixels / 2 + 1}) {
+          std::vector<uint8_t> got(pixels * c, 7);
+          kernels::avg_pool2d_u8_nhwc(s, p, x.data(), got.data(), 0, split, isa);
+          kernels::avg_pool2d_u8_nhwc(s, p, x.data(), got.data(), split, pixels, isa);
+          ASSERT_EQ(got, want) << kernels::isa_name(isa) << " c=" << c << " zp=" << p.in_zero_point
+                               << " split=" << split;
+        }
       }
     }
   }

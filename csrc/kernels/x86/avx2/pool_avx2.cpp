@@ -10,30 +10,31 @@ namespace {
 
 inline __m256i load32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
-void u8_max_window_avx2(int64_t n, int64_t taps, const uint8_t* const* rows, uint8_t* y) {
+// One output pixel: the window rows[t] + off.
+void max_one(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t off, uint8_t* y) {
   int64_t c = 0;
   for (; c + 64 <= n; c += 64) {
     __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256();
     for (int64_t t = 0; t < taps; ++t) {
-      a = _mm256_max_epu8(a, load32(rows[t] + c));
-      b = _mm256_max_epu8(b, load32(rows[t] + c + 32));
+      a = _mm256_max_epu8(a, load32(rows[t] + off + c));
+      b = _mm256_max_epu8(b, load32(rows[t] + off + c + 32));
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + c), a);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + c + 32), b);
   }
   for (; c + 32 <= n; c += 32) {
     __m256i a = _mm256_setzero_si256();
-    for (int64_t t = 0; t < taps; ++t) a = _mm256_max_epu8(a, load32(rows[t] + c));
+    for (int64_t t = 0; t < taps; ++t) a = _mm256_max_epu8(a, load32(rows[t] + off + c));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + c), a);
   }
   for (; c + 16 <= n; c += 16) {
     __m128i a = _mm_setzero_si128();
-    for (int64_t t = 0; t < taps; ++t) a = _mm_max_epu8(a, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[t] + c)));
+    for (int64_t t = 0; t < taps; ++t) a = _mm_max_epu8(a, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[t] + off + c)));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(y + c), a);
   }
   for (; c < n; ++c) {
     uint8_t v = 0;
-    for (int64_t t = 0; t < taps; ++t) v = rows[t][c] > v ? rows[t][c] : v;
+    for (int64_t t = 0; t < taps; ++t) v = rows[t][off + c] > v ? rows[t][off + c] : v;
     y[c] = v;
   }
 }
@@ -59,15 +60,15 @@ struct Requantize {
   }
 };
 
-void u8_avg_window_avx2(int64_t n, int64_t taps, const uint8_t* const* rows, int32_t bias, const AffineParams& p,
-                        uint8_t* y) {
-  const Requantize rq(p);
+// One output pixel: the window rows[t] + off.
+void avg_one(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t off, int32_t bias, const AffineParams& p,
+             const Requantize& rq, uint8_t* y) {
   const __m256i b = _mm256_set1_epi32(bias);
   int64_t c = 0;
   for (; c + 32 <= n; c += 32) {
     __m256i a0 = b, a1 = b, a2 = b, a3 = b;
     for (int64_t t = 0; t < taps; ++t) {
-      const uint8_t* r = rows[t] + c;
+      const uint8_t* r = rows[t] + off + c;
       a0 = _mm256_add_epi32(a0, widen8(r));
       a1 = _mm256_add_epi32(a1, widen8(r + 8));
       a2 = _mm256_add_epi32(a2, widen8(r + 16));
@@ -80,7 +81,7 @@ void u8_avg_window_avx2(int64_t n, int64_t taps, const uint8_t* const* rows, int
   }
   for (; c + 8 <= n; c += 8) {
     __m256i a = b;
-    for (int64_t t = 0; t < taps; ++t) a = _mm256_add_epi32(a, widen8(rows[t] + c));
+    for (int64_t t = 0; t < taps; ++t) a = _mm256_add_epi32(a, widen8(rows[t] + off + c));
     _mm_storel_epi64(reinterpret_cast<__m128i*>(y + c), rq.apply(a));
   }
   if (c < n) {
@@ -88,14 +89,25 @@ void u8_avg_window_avx2(int64_t n, int64_t taps, const uint8_t* const* rows, int
     int32_t acc[8];
     for (int64_t j = 0; j < n - c; ++j) {
       int32_t s = bias;
-      for (int64_t t = 0; t < taps; ++t) s += rows[t][c + j];
+      for (int64_t t = 0; t < taps; ++t) s += rows[t][off + c + j];
       acc[j] = s;
     }
     quantize_kernels_scalar().s32_u8_requantize(n - c, acc, y + c, p);
   }
 }
 
-constexpr PoolKernels kAvx2{Isa::kAVX2, u8_max_window_avx2, u8_avg_window_avx2};
+void u8_max_windows_avx2(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step,
+                         uint8_t* y) {
+  for (int64_t p = 0; p < count; ++p) max_one(n, taps, rows, p * step, y + p * n);
+}
+
+void u8_avg_windows_avx2(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step,
+                         int32_t bias, const AffineParams& p, uint8_t* y) {
+  const Requantize rq(p);
+  for (int64_t px = 0; px < count; ++px) avg_one(n, taps, rows, px * step, bias, p, rq, y + px * n);
+}
+
+constexpr PoolKernels kAvx2{Isa::kAVX2, u8_max_windows_avx2, u8_avg_windows_avx2};
 
 }  // namespace
 

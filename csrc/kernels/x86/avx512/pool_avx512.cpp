@@ -19,30 +19,34 @@ inline __mmask64 mask64(int64_t remaining) {
 
 // NV vectors of 64 channels (the last under a mask) kept in registers across all taps.
 template <int NV>
-void max_chunk(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t c0, uint8_t* y) {
+void max_chunk(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step, int64_t c0,
+               uint8_t* y) {
   __mmask64 m[NV];
-  __m512i a[NV];
 #pragma GCC unroll 4
-  for (int j = 0; j < NV; ++j) {
-    m[j] = mask64(n - c0 - 64 * j);
-    a[j] = _mm512_setzero_si512();
+  for (int j = 0; j < NV; ++j) m[j] = mask64(n - c0 - 64 * j);
+  for (int64_t p = 0; p < count; ++p) {
+    const int64_t off = p * step + c0;
+    __m512i a[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) a[j] = _mm512_setzero_si512();
+    for (int64_t t = 0; t < taps; ++t) {
+      const uint8_t* r = rows[t] + off;
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) a[j] = _mm512_max_epu8(a[j], _mm512_maskz_loadu_epi8(m[j], r + 64 * j));
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) _mm512_mask_storeu_epi8(y + p * n + c0 + 64 * j, m[j], a[j]);
   }
-  for (int64_t t = 0; t < taps; ++t) {
-    const uint8_t* r = rows[t] + c0;
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) a[j] = _mm512_max_epu8(a[j], _mm512_maskz_loadu_epi8(m[j], r + 64 * j));
-  }
-#pragma GCC unroll 4
-  for (int j = 0; j < NV; ++j) _mm512_mask_storeu_epi8(y + c0 + 64 * j, m[j], a[j]);
 }
 
-void u8_max_window_avx512(int64_t n, int64_t taps, const uint8_t* const* rows, uint8_t* y) {
+void u8_max_windows_avx512(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step,
+                           uint8_t* y) {
   for (int64_t c0 = 0; c0 < n; c0 += 256) {
     switch ((std::min<int64_t>(n - c0, 256) + 63) / 64) {
-      case 1: max_chunk<1>(n, taps, rows, c0, y); break;
-      case 2: max_chunk<2>(n, taps, rows, c0, y); break;
-      case 3: max_chunk<3>(n, taps, rows, c0, y); break;
-      default: max_chunk<4>(n, taps, rows, c0, y); break;
+      case 1: max_chunk<1>(n, taps, rows, count, step, c0, y); break;
+      case 2: max_chunk<2>(n, taps, rows, count, step, c0, y); break;
+      case 3: max_chunk<3>(n, taps, rows, count, step, c0, y); break;
+      default: max_chunk<4>(n, taps, rows, count, step, c0, y); break;
     }
   }
 }
@@ -68,44 +72,46 @@ inline __mmask16 mask16(int64_t remaining) {
 
 // NV int32 vectors of 16 channels (the last under a mask) summed in registers across all taps.
 template <int NV>
-void avg_chunk(int64_t n, int64_t taps, const uint8_t* const* rows, int32_t bias, const Requantize& rq, int64_t c0,
-               uint8_t* y) {
+void avg_chunk(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step, int32_t bias,
+               const Requantize& rq, int64_t c0, uint8_t* y) {
   __mmask16 m[NV];
-  __m512i a[NV];
 #pragma GCC unroll 8
-  for (int j = 0; j < NV; ++j) {
-    m[j] = mask16(n - c0 - 16 * j);
-    a[j] = _mm512_set1_epi32(bias);
-  }
-  for (int64_t t = 0; t < taps; ++t) {
-    const uint8_t* r = rows[t] + c0;
+  for (int j = 0; j < NV; ++j) m[j] = mask16(n - c0 - 16 * j);
+  for (int64_t p = 0; p < count; ++p) {
+    const int64_t off = p * step + c0;
+    __m512i a[NV];
 #pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) {
-      a[j] = _mm512_add_epi32(a[j], _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m[j], r + 16 * j)));
+    for (int j = 0; j < NV; ++j) a[j] = _mm512_set1_epi32(bias);
+    for (int64_t t = 0; t < taps; ++t) {
+      const uint8_t* r = rows[t] + off;
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) {
+        a[j] = _mm512_add_epi32(a[j], _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m[j], r + 16 * j)));
+      }
     }
-  }
 #pragma GCC unroll 8
-  for (int j = 0; j < NV; ++j) rq.store(y + c0 + 16 * j, a[j], m[j]);
+    for (int j = 0; j < NV; ++j) rq.store(y + p * n + c0 + 16 * j, a[j], m[j]);
+  }
 }
 
-void u8_avg_window_avx512(int64_t n, int64_t taps, const uint8_t* const* rows, int32_t bias, const AffineParams& p,
-                          uint8_t* y) {
+void u8_avg_windows_avx512(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step,
+                           int32_t bias, const AffineParams& p, uint8_t* y) {
   const Requantize rq(p);
   for (int64_t c0 = 0; c0 < n; c0 += 128) {
     switch ((std::min<int64_t>(n - c0, 128) + 15) / 16) {
-      case 1: avg_chunk<1>(n, taps, rows, bias, rq, c0, y); break;
-      case 2: avg_chunk<2>(n, taps, rows, bias, rq, c0, y); break;
-      case 3: avg_chunk<3>(n, taps, rows, bias, rq, c0, y); break;
-      case 4: avg_chunk<4>(n, taps, rows, bias, rq, c0, y); break;
-      case 5: avg_chunk<5>(n, taps, rows, bias, rq, c0, y); break;
-      case 6: avg_chunk<6>(n, taps, rows, bias, rq, c0, y); break;
-      case 7: avg_chunk<7>(n, taps, rows, bias, rq, c0, y); break;
-      default: avg_chunk<8>(n, taps, rows, bias, rq, c0, y); break;
+      case 1: avg_chunk<1>(n, taps, rows, count, step, bias, rq, c0, y); break;
+      case 2: avg_chunk<2>(n, taps, rows, count, step, bias, rq, c0, y); break;
+      case 3: avg_chunk<3>(n, taps, rows, count, step, bias, rq, c0, y); break;
+      case 4: avg_chunk<4>(n, taps, rows, count, step, bias, rq, c0, y); break;
+      case 5: avg_chunk<5>(n, taps, rows, count, step, bias, rq, c0, y); break;
+      case 6: avg_chunk<6>(n, taps, rows, count, step, bias, rq, c0, y); break;
+      case 7: avg_chunk<7>(n, taps, rows, count, step, bias, rq, c0, y); break;
+      default: avg_chunk<8>(n, taps, rows, count, step, bias, rq, c0, y); break;
     }
   }
 }
 
-constexpr PoolKernels kAvx512{Isa::kAVX512, u8_max_window_avx512, u8_avg_window_avx512};
+constexpr PoolKernels kAvx512{Isa::kAVX512, u8_max_windows_avx512, u8_avg_windows_avx512};
 
 }  // namespace
 
