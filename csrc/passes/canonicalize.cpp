@@ -34,7 +34,13 @@ torch::jit::Module canonicalize(const torch::jit::Module& module, const BeforeBa
   TORCH_CHECK(!module.is_training(), "torchquantx.prepare: the model should be in eval mode for post-training "
               "quantization; call model.eval() first (quantization-aware training uses prepare_qat)");
   TORCH_CHECK(module.find_method("forward").has_value(), "torchquantx.prepare: the model has no forward method");
-  torch::jit::Module frozen = torch::jit::freeze_module(module, /*preservedAttrs=*/{}, /*freezeInterfaces=*/true,
+  // Inline a copy before freezing. Inlined nodes keep a call stack that points at the methods they came
+  // from; freeze_module inlines its own clone and then deletes that clone's helper methods, so an error
+  // raised later inside, say, a `_forward_impl` printed its TorchScript traceback through a dangling
+  // pointer and crashed the process. The copy's methods stay alive with its type.
+  torch::jit::Module copy = module.clone();
+  torch::jit::Inline(*copy.get_method("forward").graph());
+  torch::jit::Module frozen = torch::jit::freeze_module(copy, /*preservedAttrs=*/{}, /*freezeInterfaces=*/true,
                                                         /*preserveParameters=*/false);
   auto graph = frozen.get_method("forward").graph();
   canonicalize_graph(graph, hook);

@@ -395,3 +395,42 @@ def test_quantx_target_fuses_relu6_exactly():
     assert "+ aten::hardtanh -> quantx::conv2d(relu)  (ReLU6" in text
     x = data[0]
     assert torch.equal(ours(x), native(x))
+
+
+_HELPER_METHOD_MODEL = r'''
+import torch, torchquantx as tqx
+from torch import nn
+
+class M(nn.Module):  # forward calls a helper method, as torchvision's ResNet calls _forward_impl
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+    def _impl(self, x):
+        return torch.relu(self.conv(x))
+    def forward(self, x):
+        return self._impl(x)
+
+good, bad = torch.randn(2, 3, 8, 8), torch.randn(2, 1, 8, 8)
+p = tqx.prepare(M().eval())
+tqx.calibrate(p, [good], progress=False)
+models = {"prepared": p, "converted": tqx.convert(p), "dynamic": tqx.quantize_dynamic(M().eval()),
+          "weights": tqx.quantize_weights(M().eval())}
+for name, m in models.items():
+    try:
+        m(bad)
+    except RuntimeError as e:
+        assert "_impl" in str(e) and "channels" in str(e), str(e)
+        print(name, "raised")
+'''
+
+
+def test_error_inside_an_inlined_helper_method_raises_instead_of_crashing(tmp_path):
+    # The TorchScript traceback of such an error walks the inlined call stack; before canonicalize
+    # inlined a copy first, that stack pointed at methods freezing had deleted and the process died.
+    import subprocess
+    import sys
+    script = tmp_path / "helper_method.py"  # TorchScript needs the class's source in a file
+    script.write_text(_HELPER_METHOD_MODEL)
+    res = subprocess.run([sys.executable, str(script)], text=True, capture_output=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["prepared", "raised", "converted", "raised", "dynamic", "raised", "weights", "raised"]
