@@ -222,14 +222,25 @@ TEST(Copy, CatCopiesOrMapsEachInput) {
 }
 
 TEST(Copy, UpsampleNearestCopiesSourcePixels) {
-  const int64_t c = 5, ih = 2, iw = 3, oh = 4, ow = 7;
-  const auto x = bytes(ih * iw * c, 30);
-  const std::vector<int64_t> sh = {0, 0, 1, 1}, sw = {0, 0, 0, 1, 1, 2, 2};
-  std::vector<uint8_t> y(oh * ow * c);
-  kernels::u8_upsample_nearest_nhwc(ih, iw, c, oh, ow, sh.data(), sw.data(), x.data(), y.data(), 0, oh * ow);
-  for (int64_t h = 0; h < oh; ++h) {
-    for (int64_t w = 0; w < ow; ++w) {
-      for (int64_t ch = 0; ch < c; ++ch) EXPECT_EQ(y[(h * ow + w) * c + ch], x[(sh[h] * iw + sw[w]) * c + ch]);
+  const int64_t c = 5, ih = 2, iw = 3, oh = 5, ow = 7, batch = 2;
+  const auto x = bytes(batch * ih * iw * c, 30);
+  const std::vector<int64_t> sh = {0, 0, 1, 1, 1}, sw = {0, 0, 0, 1, 1, 2, 2};
+  const int64_t pixels = batch * oh * ow;
+  // Any split of the pixels gives the same bytes (repeated rows are copied from the row above only
+  // when this call wrote it).
+  for (int64_t split : {int64_t{0}, int64_t{3}, ow, ow + 1, 2 * ow, pixels / 2 + 2}) {
+    std::vector<uint8_t> y(pixels * c, 7);
+    kernels::u8_upsample_nearest_nhwc(ih, iw, c, oh, ow, sh.data(), sw.data(), x.data(), y.data(), 0, split);
+    kernels::u8_upsample_nearest_nhwc(ih, iw, c, oh, ow, sh.data(), sw.data(), x.data(), y.data(), split, pixels);
+    for (int64_t n = 0; n < batch; ++n) {
+      for (int64_t h = 0; h < oh; ++h) {
+        for (int64_t w = 0; w < ow; ++w) {
+          for (int64_t ch = 0; ch < c; ++ch) {
+            ASSERT_EQ(y[((n * oh + h) * ow + w) * c + ch], x[((n * ih + sh[h]) * iw + sw[w]) * c + ch])
+                << "split=" << split << " n=" << n << " h=" << h << " w=" << w;
+          }
+        }
+      }
     }
   }
 }
