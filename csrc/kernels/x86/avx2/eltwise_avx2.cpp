@@ -42,37 +42,41 @@ void u8_mul_avx2(int64_t n, const uint8_t* a, const uint8_t* b, const MulParams&
   if (i < n) eltwise_kernels_scalar().u8_mul(n - i, a + i, b + i, p, y + i);
 }
 
-// y = table[x], 32 bytes at a time: row h of the table (entries 16h..16h+15, in both lanes) is
-// looked up by the low nibble with vpshufb and kept where the high nibble equals h. Rows are
-// loaded once per group of four vectors: with 16 registers they cannot all stay resident.
-void u8_lut_avx2(int64_t n, const uint8_t* x, const uint8_t* table, uint8_t* y) {
-  alignas(32) uint8_t rows[16][32];
-  for (int h = 0; h < 16; ++h) {
-    std::memcpy(rows[h], table + 16 * h, 16);
-    std::memcpy(rows[h] + 16, table + 16 * h, 16);
-  }
+// y = table[x] for V vectors of 32 bytes: row h of the table (entries 16h..16h+15, broadcast to both
+// lanes straight from memory) is looked up by the low nibble with vpshufb and kept where the high
+// nibble equals h. Each row load serves all V vectors: 16 rows cannot stay in 16 registers.
+template <int V>
+void lookup(const uint8_t* x, const uint8_t* table, uint8_t* y) {
   const __m256i nibble = _mm256_set1_epi8(0x0F);
-  constexpr int kVecs = 4;
-  int64_t i = 0;
-  for (; i + 32 * kVecs <= n; i += 32 * kVecs) {
-    __m256i lo[kVecs], hi[kVecs], r[kVecs];
-    for (int v = 0; v < kVecs; ++v) {
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 32 * v));
-      lo[v] = _mm256_and_si256(xv, nibble);
-      hi[v] = _mm256_and_si256(_mm256_srli_epi16(xv, 4), nibble);
-      r[v] = _mm256_setzero_si256();
-    }
-#pragma GCC unroll 16
-    for (int h = 0; h < 16; ++h) {
-      const __m256i row = _mm256_load_si256(reinterpret_cast<const __m256i*>(rows[h]));
-      const __m256i hv = _mm256_set1_epi8(static_cast<char>(h));
-      for (int v = 0; v < kVecs; ++v) {
-        r[v] = _mm256_blendv_epi8(r[v], _mm256_shuffle_epi8(row, lo[v]), _mm256_cmpeq_epi8(hi[v], hv));
-      }
-    }
-    for (int v = 0; v < kVecs; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i + 32 * v), r[v]);
+  __m256i lo[V], hi[V], r[V];
+  for (int v = 0; v < V; ++v) {
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * v));
+    lo[v] = _mm256_and_si256(xv, nibble);
+    hi[v] = _mm256_and_si256(_mm256_srli_epi16(xv, 4), nibble);
+    r[v] = _mm256_setzero_si256();
   }
-  if (i < n) eltwise_kernels_scalar().u8_lut(n - i, x + i, table, y + i);
+#pragma GCC unroll 16
+  for (int h = 0; h < 16; ++h) {
+    const __m256i row = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table + 16 * h)));
+    const __m256i hv = _mm256_set1_epi8(static_cast<char>(h));
+    for (int v = 0; v < V; ++v) {
+      r[v] = _mm256_blendv_epi8(r[v], _mm256_shuffle_epi8(row, lo[v]), _mm256_cmpeq_epi8(hi[v], hv));
+    }
+  }
+  for (int v = 0; v < V; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + 32 * v), r[v]);
+}
+
+void u8_lut_avx2(int64_t n, const uint8_t* x, const uint8_t* table, uint8_t* y) {
+  int64_t i = 0;
+  for (; i + 128 <= n; i += 128) lookup<4>(x + i, table, y + i);
+  for (; i + 32 <= n; i += 32) lookup<1>(x + i, table, y + i);
+  if (i < n) {
+    // The last n % 32 bytes through a padded copy (cat looks up short rows).
+    alignas(32) uint8_t in[32] = {}, out[32];
+    std::memcpy(in, x + i, static_cast<size_t>(n - i));
+    lookup<1>(in, table, out);
+    std::memcpy(y + i, out, static_cast<size_t>(n - i));
+  }
 }
 
 const EltwiseKernels kAvx2{Isa::kAVX2, u8_mul_avx2, u8_lut_avx2};
