@@ -306,7 +306,8 @@ class _Acc:
 
 def _prepared_and_batches(fn: str, model: Any, data: Iterable[Any], num_batches: Optional[int], qconfig: str,
                           method: Optional[str], skip: Sequence[str], input_fn: Optional[Callable[[Any], Tuple[Any, ...]]],
-                          progress: bool, calib_batches: Optional[int]) -> Tuple[torch.jit.ScriptModule, List[Tuple[Any, ...]], bool]:
+                          progress: bool, prepare_options: Optional[Dict[str, Any]] = None
+                          ) -> Tuple[torch.jit.ScriptModule, List[Tuple[Any, ...]], bool]:
     """(calibrated prepared model, the analysis inputs, whether we prepared it ourselves)."""
     if num_batches is not None and num_batches < 1:
         raise ValueError(f"torchquantx.{fn}: num_batches should be >= 1, got {num_batches}")
@@ -321,13 +322,12 @@ def _prepared_and_batches(fn: str, model: Any, data: Iterable[Any], num_batches:
     inputs = [to_inputs(b) for b in batches]
     is_prepared = isinstance(model, torch.jit.ScriptModule) and model._c.hasattr("_tqx_qconfig")
     if is_prepared:
-        if skip or method is not None:
-            raise ValueError(f"torchquantx.{fn}: skip= and method= apply when torchquantx prepares the model; "
+        if skip or method is not None or prepare_options:
+            raise ValueError(f"torchquantx.{fn}: skip=, method= and prepare options apply when torchquantx prepares the model; "
                              "this model is already prepared (prepare it again with them, or pass the float model)")
         return model, inputs, False
-    prepared = _quantize.prepare(model, qconfig, method=method, skip=list(skip))
-    calib = inputs if calib_batches is None else inputs[:calib_batches]
-    _quantize.calibrate(prepared, calib, progress=progress)
+    prepared = _quantize.prepare(model, qconfig, method=method, skip=list(skip), **(prepare_options or {}))
+    _quantize.calibrate(prepared, inputs, progress=progress)
     return prepared, inputs, True
 
 
@@ -460,7 +460,7 @@ class _Units:
 def analyze(model: Any, data: Iterable[Any], *, qconfig: str = "x86", method: Optional[str] = None,
             num_batches: Optional[int] = 4, metric: Optional[Callable[[Any], float]] = None, sensitivity: bool = True,
             input_fn: Optional[Callable[[Any], Tuple[Any, ...]]] = None, progress: bool = True,
-            skip: Sequence[str] = (), target: str = "quantx") -> Analysis:
+            skip: Sequence[str] = (), target: str = "quantx", **prepare_options: Any) -> Analysis:
     """Compares the float model with its int8 version layer by layer, on `data`.
 
     model: a float nn.Module / ScriptModule in eval mode (prepared and calibrated here on the same
@@ -476,7 +476,7 @@ def analyze(model: Any, data: Iterable[Any], *, qconfig: str = "x86", method: Op
     """
     fn = "analyze"
     prepared, inputs, _ = _prepared_and_batches(fn, model, data, num_batches, qconfig, method, skip, input_fn,
-                                                progress, None)
+                                                progress, prepare_options)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         qmodel = _quantize.convert(prepared, target)
@@ -617,24 +617,26 @@ class TargetPlan:
         return "\n".join(lines)
 
 
-def _median_ms(model: Callable[..., Any], args: Tuple[Any, ...], iters: int) -> float:
+def _interleaved_ms(models: Sequence[Callable[..., Any]], args: Tuple[Any, ...], iters: int) -> List[float]:
+    """Median ms per call of each model, timed in turns so that load on a shared machine hits all alike."""
+    times: List[List[float]] = [[] for _ in models]
     with torch.no_grad():
-        for _ in range(2):
-            model(*args)
-        times = []
-        for _ in range(iters):
-            t = time.perf_counter()
-            model(*args)
-            times.append(time.perf_counter() - t)
-    times.sort()
-    return 1000.0 * times[len(times) // 2]
+        for m in models:
+            m(*args)
+            m(*args)
+        for _ in range(max(1, iters)):
+            for k, m in enumerate(models):
+                t = time.perf_counter()
+                m(*args)
+                times[k].append(time.perf_counter() - t)
+    return [1000.0 * sorted(t)[len(t) // 2] for t in times]
 
 
 def quantize_to_target(model: Any, data: Iterable[Any], metric: Optional[Callable[[Any], float]] = None, *,
                        max_drop: Optional[float] = None, min_metric: Optional[float] = None, qconfig: str = "x86",
                        method: Optional[str] = None, num_batches: Optional[int] = 4, target: str = "quantx",
                        candidates: int = 12, timing_iters: int = 10, progress: bool = True,
-                       input_fn: Optional[Callable[[Any], Tuple[Any, ...]]] = None
+                       input_fn: Optional[Callable[[Any], Tuple[Any, ...]]] = None, **prepare_options: Any
                        ) -> Tuple[torch.jit.ScriptModule, TargetPlan]:
     """Mixed precision: the int8 model that keeps the fewest, most sensitive layers in float so that
     `metric` meets its target, choosing among layers that help about equally the ones whose int8
@@ -646,6 +648,7 @@ def quantize_to_target(model: Any, data: Iterable[Any], metric: Optional[Callabl
     Layers are ranked by simulated sensitivity (analyze); each step converts the real model (prepare
     with skip=[...], calibrate on `data`, convert) and measures the metric on it. The plan's float
     layers are then pruned: any whose removal still meets the target goes back to int8.
+    prepare_options (weight_bits=4, observer=..., ...) go to torchquantx.prepare.
     Returns (int8 ScriptModule, TargetPlan).
     """
     fn = "quantize_to_target"
@@ -660,10 +663,9 @@ def quantize_to_target(model: Any, data: Iterable[Any], metric: Optional[Callabl
     if isinstance(model, torch.jit.ScriptModule) and model._c.hasattr("_tqx_qconfig"):
         raise TypeError(f"torchquantx.{fn}: pass the float model (it is prepared again for each plan), not a prepared one")
     prepared, inputs, _ = _prepared_and_batches(fn, model, data, num_batches, qconfig, method, (), input_fn,
-                                                progress, None)
-    float_model = model if isinstance(model, torch.jit.ScriptModule) else model
+                                                progress, prepare_options)
     with torch.no_grad():
-        refs = [_first_tensor(float_model(*args)) for args in inputs]
+        refs = [_first_tensor(model(*args)) for args in inputs]
 
     def real_metric(qmodel: Any, what: str) -> float:
         if metric is None:
@@ -671,7 +673,7 @@ def quantize_to_target(model: Any, data: Iterable[Any], metric: Optional[Callabl
         return _call_metric(fn, metric, qmodel, what)
 
     def build(skip: List[str]) -> torch.jit.ScriptModule:
-        p = _quantize.prepare(model, qconfig, method=method, skip=skip)
+        p = _quantize.prepare(model, qconfig, method=method, skip=skip, **prepare_options)
         _quantize.calibrate(p, inputs, progress=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -688,8 +690,7 @@ def quantize_to_target(model: Any, data: Iterable[Any], metric: Optional[Callabl
             model, torch.jit.ScriptModule) else model)
     except Exception:  # models that optimize_for_inference cannot take are timed as they are
         fp32_fast = model
-    ms_fp32 = _median_ms(fp32_fast, inputs[0], timing_iters)
-    ms_int8 = _median_ms(q_all, inputs[0], timing_iters)
+    ms_fp32, ms_int8 = _interleaved_ms([fp32_fast, q_all], inputs[0], timing_iters)
     plan = TargetPlan([], _metric_name(metric), goal, float_metric, int8_metric, int8_metric, int8_metric >= goal,
                       ms_fp32, ms_int8, ms_int8)
     if plan.met:
@@ -725,7 +726,8 @@ def quantize_to_target(model: Any, data: Iterable[Any], metric: Optional[Callabl
     bar = tqdm(total=len(ranked), desc=f"{fn}: per-layer speed", unit="layer", disable=not progress) if tqdm else None
     try:
         for name in ranked:
-            costs[name] = _median_ms(build([name]), inputs[0], timing_iters) - ms_int8
+            with_float, all_int8 = _interleaved_ms([build([name]), q_all], inputs[0], timing_iters)
+            costs[name] = with_float - all_int8
             if bar is not None:
                 bar.update(1)
     finally:
@@ -755,7 +757,7 @@ def quantize_to_target(model: Any, data: Iterable[Any], metric: Optional[Callabl
     plan.float_layers = chosen
     plan.final_metric = current
     plan.met = current >= goal
-    plan.ms_final = _median_ms(q_best, inputs[0], timing_iters)
+    plan.ms_fp32, plan.ms_int8, plan.ms_final = _interleaved_ms([fp32_fast, q_all, q_best], inputs[0], timing_iters)
     if not plan.met:
         warnings.warn(f"torchquantx.quantize_to_target: the target {goal:.4g} was not reached with {len(chosen)} "
                       f"layers in float (best {current:.4g}); raise `candidates` or relax the target", stacklevel=2)
