@@ -43,8 +43,8 @@ class LayerStats:
     local_sqnr: float               # dB, this tensor's own rounding/clipping error alone (float input)
     range: Tuple[float, float]      # float range the chosen qparams represent
     observed: Tuple[float, float]   # min / max seen during calibration
-    clipped: float                  # fraction of calibration values outside `range`
-    histogram: Tuple[List[float], float, float] = field(default_factory=lambda: ([], 0.0, 0.0))  # counts, lo, hi
+    clipped: float                  # fraction of the analysed values beyond `range` by more than half a step
+    histogram: Tuple[List[float], float, float] = field(default_factory=lambda: ([], 0.0, 0.0))  # analysed values: counts, lo, hi
 
 
 @dataclass

@@ -22,7 +22,7 @@ from .analysis import Analysis, LayerStats
 # A layer whose SQNR is below these (dB) is marked in the tables: int8 noise at 20 dB is 1% of the
 # signal power, at 10 dB 10%.
 WARN_DB, BAD_DB = 20.0, 10.0
-CLIP_WARN = 0.01  # a chosen range that clips more than 1% of the calibration values is marked
+CLIP_WARN = 0.01  # a chosen range that clips more than 1% of the analysed values is marked
 
 _CSS = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
@@ -189,7 +189,7 @@ def render_report(analysis: Analysis, *, title: Optional[str] = None, histograms
     parts.append("<p>SQNR (dB) of each activation, float model vs int8: with everything quantized, weights only, "
                  "activations only, and this tensor's own rounding and clipping alone. Cells below "
                  f"{WARN_DB:g} dB are yellow, below {BAD_DB:g} dB red; a range clipping more than "
-                 f"{100 * CLIP_WARN:g}% of the calibration values is yellow.</p>")
+                 f"{100 * CLIP_WARN:g}% of the analysed values is yellow.</p>")
     rows = [f'<tr class="layer">{_td(l.name, "name")}{_td(l.op, "text")}{_td(_db(l.sqnr), _sqnr_class(l.sqnr))}'
             f"{_td(f'{l.cosine:.4f}')}{_td(_db(l.weight_only_sqnr), _sqnr_class(l.weight_only_sqnr))}"
             f"{_td(_db(l.activation_only_sqnr), _sqnr_class(l.activation_only_sqnr))}"
@@ -225,7 +225,7 @@ def render_report(analysis: Analysis, *, title: Optional[str] = None, histograms
         plots = [(l, _histogram_plot(l)) for l in a.layers]
         plots = [(l, uri) for l, uri in plots if uri is not None]
         parts.append(f'<h2 id="histograms">Activation histograms ({len(plots)})</h2>')
-        parts.append("<p>Calibration histogram of each activation (log scale); red lines mark the chosen range, "
+        parts.append("<p>Histogram of each activation on the analysed batches (log scale); red lines mark the chosen range, "
                      "the grey band the observed one. Values outside the red lines are clipped.</p>")
         parts.append('<div class="hists">')
         parts += [f'<figure><img class="histogram" alt="{html.escape(l.name)}" src="{uri}">'
