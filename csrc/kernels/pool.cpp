@@ -109,9 +109,7 @@ void avg_pool2d_u8_nhwc(const Pool2dShape& s, const AvgPoolParams& p, const uint
                  h1 = std::min(h1, s.in_h);
                  w1 = std::min(w1, s.in_w);
                  const int64_t taps = window_rows(s, x, n, h0, h1, w0, w1, rows);
-                 const int64_t divisor = p.divisor_override ? p.divisor_override
-                                         : p.count_include_pad ? padded
-                                                               : taps;
+                 const int64_t divisor = p.divisor_override ? p.divisor_override : p.count_include_pad ? padded : taps;
                  average_windows(s, p, taps, rows, count, divisor, k, out);
                });
 }

@@ -15,12 +15,11 @@ namespace tqx::kernels {
 struct PoolKernels {
   Isa isa;
   // y[p * n + c] = max(0, rows[0][p * step + c], ..., rows[taps - 1][p * step + c]) for c < n.
-  void (*u8_max_windows)(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step,
-                         uint8_t* y);
+  void (*u8_max_windows)(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step, uint8_t* y);
   // y[p * n + c] = requantize(bias + sum over t of rows[t][p * step + c]; p) for c < n: the int32 sum
   // is exact, the requantize is Note [Rounding]'s (quantize_kernels_scalar().s32_u8_requantize).
-  void (*u8_avg_windows)(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step,
-                         int32_t bias, const AffineParams& p, uint8_t* y);
+  void (*u8_avg_windows)(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step, int32_t bias,
+                         const AffineParams& p, uint8_t* y);
 };
 
 const PoolKernels& pool_kernels_scalar();

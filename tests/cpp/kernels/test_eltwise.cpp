@@ -20,8 +20,8 @@ using kernels::MulParams;
 
 std::vector<const kernels::EltwiseKernels*> simd_tables() {
   std::vector<const kernels::EltwiseKernels*> out;
-  for (const auto* t : {kernels::eltwise_kernels_avx2(), kernels::eltwise_kernels_avx512(),
-                        kernels::eltwise_kernels_avx512_vbmi()}) {
+  for (const auto* t :
+       {kernels::eltwise_kernels_avx2(), kernels::eltwise_kernels_avx512(), kernels::eltwise_kernels_avx512_vbmi()}) {
     if (t != nullptr && kernels::isa_supported(t->isa)) out.push_back(t);
   }
   return out;

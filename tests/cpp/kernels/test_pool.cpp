@@ -62,8 +62,8 @@ TEST(PoolSimd, PrimitivesEqualReference) {
             for (int32_t bias : biases) {
               ref.u8_avg_windows(n, taps, rows.data(), count, step, bias, p, want.data());
               k.u8_avg_windows(n, taps, rows.data(), count, step, bias, p, got.data());
-              ASSERT_EQ(got, want) << kernels::isa_name(isa) << " avg n=" << n << " taps=" << taps
-                                   << " count=" << count << " bias=" << bias << " mult=" << p.inv_scale;
+              ASSERT_EQ(got, want) << kernels::isa_name(isa) << " avg n=" << n << " taps=" << taps << " count=" << count
+                                   << " bias=" << bias << " mult=" << p.inv_scale;
               ASSERT_EQ(got[count * n], 77) << "wrote past the end";
             }
           }

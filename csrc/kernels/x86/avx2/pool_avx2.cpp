@@ -29,7 +29,8 @@ void max_one(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t off, u
   }
   for (; c + 16 <= n; c += 16) {
     __m128i a = _mm_setzero_si128();
-    for (int64_t t = 0; t < taps; ++t) a = _mm_max_epu8(a, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[t] + off + c)));
+    for (int64_t t = 0; t < taps; ++t)
+      a = _mm_max_epu8(a, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[t] + off + c)));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(y + c), a);
   }
   for (; c < n; ++c) {
@@ -49,8 +50,10 @@ struct Requantize {
   __m256 mul, lo, hi;
   __m256i zp;
   explicit Requantize(const AffineParams& p)
-      : mul(_mm256_set1_ps(p.inv_scale)), lo(_mm256_set1_ps(static_cast<float>(p.qmin - p.zero_point))),
-        hi(_mm256_set1_ps(static_cast<float>(p.qmax - p.zero_point))), zp(_mm256_set1_epi32(p.zero_point)) {}
+      : mul(_mm256_set1_ps(p.inv_scale)),
+        lo(_mm256_set1_ps(static_cast<float>(p.qmin - p.zero_point))),
+        hi(_mm256_set1_ps(static_cast<float>(p.qmax - p.zero_point))),
+        zp(_mm256_set1_epi32(p.zero_point)) {}
   __m128i apply(__m256i acc) const {
     __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), mul);
     v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
@@ -96,13 +99,12 @@ void avg_one(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t off, i
   }
 }
 
-void u8_max_windows_avx2(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step,
-                         uint8_t* y) {
+void u8_max_windows_avx2(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step, uint8_t* y) {
   for (int64_t p = 0; p < count; ++p) max_one(n, taps, rows, p * step, y + p * n);
 }
 
-void u8_avg_windows_avx2(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step,
-                         int32_t bias, const AffineParams& p, uint8_t* y) {
+void u8_avg_windows_avx2(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step, int32_t bias,
+                         const AffineParams& p, uint8_t* y) {
   const Requantize rq(p);
   for (int64_t px = 0; px < count; ++px) avg_one(n, taps, rows, px * step, bias, p, rq, y + px * n);
 }

@@ -9,10 +9,6 @@
 namespace tqx::kernels {
 namespace {
 
-inline __mmask64 tail_mask64(int64_t remaining) {
-  return remaining >= 64 ? ~__mmask64{0} : (~uint64_t{0}) >> (64 - remaining);
-}
-
 inline __mmask64 mask64(int64_t remaining) {
   return remaining >= 64 ? ~__mmask64{0} : remaining <= 0 ? __mmask64{0} : (~uint64_t{0}) >> (64 - remaining);
 }
@@ -39,15 +35,13 @@ void max_chunk(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t coun
   }
 }
 
+using MaxChunk = void (*)(int64_t, int64_t, const uint8_t* const*, int64_t, int64_t, int64_t, uint8_t*);
+constexpr MaxChunk kMaxChunks[] = {max_chunk<1>, max_chunk<2>, max_chunk<3>, max_chunk<4>};
+
 void u8_max_windows_avx512(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step,
                            uint8_t* y) {
   for (int64_t c0 = 0; c0 < n; c0 += 256) {
-    switch ((std::min<int64_t>(n - c0, 256) + 63) / 64) {
-      case 1: max_chunk<1>(n, taps, rows, count, step, c0, y); break;
-      case 2: max_chunk<2>(n, taps, rows, count, step, c0, y); break;
-      case 3: max_chunk<3>(n, taps, rows, count, step, c0, y); break;
-      default: max_chunk<4>(n, taps, rows, count, step, c0, y); break;
-    }
+    kMaxChunks[(std::min<int64_t>(n - c0, 256) + 63) / 64 - 1](n, taps, rows, count, step, c0, y);
   }
 }
 
@@ -57,8 +51,10 @@ struct Requantize {
   __m512 mul, lo, hi;
   __m512i zp;
   explicit Requantize(const AffineParams& p)
-      : mul(_mm512_set1_ps(p.inv_scale)), lo(_mm512_set1_ps(static_cast<float>(p.qmin - p.zero_point))),
-        hi(_mm512_set1_ps(static_cast<float>(p.qmax - p.zero_point))), zp(_mm512_set1_epi32(p.zero_point)) {}
+      : mul(_mm512_set1_ps(p.inv_scale)),
+        lo(_mm512_set1_ps(static_cast<float>(p.qmin - p.zero_point))),
+        hi(_mm512_set1_ps(static_cast<float>(p.qmax - p.zero_point))),
+        zp(_mm512_set1_epi32(p.zero_point)) {}
   void store(uint8_t* y, __m512i acc, __mmask16 m) const {
     __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mul);
     v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
@@ -67,7 +63,9 @@ struct Requantize {
 };
 
 inline __mmask16 mask16(int64_t remaining) {
-  return remaining >= 16 ? __mmask16(0xFFFF) : remaining <= 0 ? __mmask16(0) : static_cast<__mmask16>((1u << remaining) - 1u);
+  return remaining >= 16  ? __mmask16(0xFFFF)
+         : remaining <= 0 ? __mmask16(0)
+                          : static_cast<__mmask16>((1u << remaining) - 1u);
 }
 
 // NV int32 vectors of 16 channels (the last under a mask) summed in registers across all taps.
@@ -94,20 +92,16 @@ void avg_chunk(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t coun
   }
 }
 
+using AvgChunk = void (*)(int64_t, int64_t, const uint8_t* const*, int64_t, int64_t, int32_t, const Requantize&,
+                          int64_t, uint8_t*);
+constexpr AvgChunk kAvgChunks[] = {avg_chunk<1>, avg_chunk<2>, avg_chunk<3>, avg_chunk<4>,
+                                   avg_chunk<5>, avg_chunk<6>, avg_chunk<7>, avg_chunk<8>};
+
 void u8_avg_windows_avx512(int64_t n, int64_t taps, const uint8_t* const* rows, int64_t count, int64_t step,
                            int32_t bias, const AffineParams& p, uint8_t* y) {
   const Requantize rq(p);
   for (int64_t c0 = 0; c0 < n; c0 += 128) {
-    switch ((std::min<int64_t>(n - c0, 128) + 15) / 16) {
-      case 1: avg_chunk<1>(n, taps, rows, count, step, bias, rq, c0, y); break;
-      case 2: avg_chunk<2>(n, taps, rows, count, step, bias, rq, c0, y); break;
-      case 3: avg_chunk<3>(n, taps, rows, count, step, bias, rq, c0, y); break;
-      case 4: avg_chunk<4>(n, taps, rows, count, step, bias, rq, c0, y); break;
-      case 5: avg_chunk<5>(n, taps, rows, count, step, bias, rq, c0, y); break;
-      case 6: avg_chunk<6>(n, taps, rows, count, step, bias, rq, c0, y); break;
-      case 7: avg_chunk<7>(n, taps, rows, count, step, bias, rq, c0, y); break;
-      default: avg_chunk<8>(n, taps, rows, count, step, bias, rq, c0, y); break;
-    }
+    kAvgChunks[(std::min<int64_t>(n - c0, 128) + 15) / 16 - 1](n, taps, rows, count, step, bias, rq, c0, y);
   }
 }
 

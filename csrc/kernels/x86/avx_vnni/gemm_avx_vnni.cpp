@@ -10,7 +10,9 @@ struct DotAvxVnni {
   using A = __m256i;
   static A prepare(__m256i a) { return a; }
   // acc += a . b in acc's register (gemm_ymm.h says why asm); {vex}: the AVX-VNNI encoding.
-  static void dot(__m256i& acc, const A& a, __m256i b) { __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b)); }
+  static void dot(__m256i& acc, const A& a, __m256i b) {
+    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
+  }
   static __m256i dot_pairs(__m256i acc, __m256i x, __m256i w) { return _mm256_dpwssd_avx_epi32(acc, x, w); }
 };
 
