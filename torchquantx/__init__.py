@@ -28,7 +28,9 @@ from .qat import (  # noqa: E402
     enable_fake_quant,
     enable_observer,
     freeze_bn_stats,
+    learnable_qparams,
     prepare_qat,
+    sync_observers,
 )
 from .quantize import calibrate, convert, prepare, quantize_dynamic, quantize_weights, summary  # noqa: E402
 from .recovery import adaround, adaround_report, bias_correction, equalize, ptq  # noqa: E402
@@ -74,6 +76,7 @@ __all__ = [
     "analysis", "analyze", "quantize_to_target",
     "adaround", "adaround_report", "bias_correction", "equalize", "ptq", "recovery",
     "disable_fake_quant", "disable_observer", "enable_fake_quant", "enable_observer", "freeze_bn_stats",
+    "learnable_qparams", "sync_observers",
     "prepare_qat", "qat", "calibrate", "calibrate_from_batchnorm", "calibration", "choose_calibration_methods",
     "calibration_method", "compare_methods", "convert", "prepare",
     "export_onnx", "read_qparams_json", "read_trt_cache", "write_qparams_json", "write_trt_cache",

@@ -5,12 +5,14 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/batch_norm.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/rsqrt.h>
 #include <ATen/ops/zeros_like.h>
 #include <c10/core/GradMode.h>
 #include <torch/custom_class.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -26,7 +28,8 @@ namespace tqx::ops {
 namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
-constexpr int64_t kFakeQuantizeStateVersion = 1;
+// 2: fixed qparams (learned LSQ qparams handed to convert, or set_qparams) joined the state.
+constexpr int64_t kFakeQuantizeStateVersion = 2;
 
 // Through the dispatcher, so the Autograd kernels (STE, fake_quantize_autograd.cpp) record.
 at::Tensor fake_quantize_per_tensor_ad(const at::Tensor& x, double scale, int64_t zp, int64_t qmin, int64_t qmax) {
@@ -45,11 +48,24 @@ at::Tensor fake_quantize_per_channel_ad(const at::Tensor& x, const at::Tensor& s
   return op.call(x, scale, zp, 0, qmin, qmax);
 }
 
+at::Tensor fake_quantize_learnable_ad(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zp, int64_t qmin,
+                                      int64_t qmax, double grad_factor) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("quantx::fake_quantize_learnable_per_tensor", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t, double)>();
+  return op.call(x, scale, zp, qmin, qmax, grad_factor);
+}
+
 // Activation fake-quantize with its own moving-average min/max observer (torch.ao's
 // FakeQuantize over MovingAverageMinMaxObserver, in one call). It also answers the observer
 // interface (calculate_qparams, batches, ...), so convert treats a QAT module's fake-quantizers
 // as a prepared module's observers. Statistics are updated only in training mode: eval() of a QAT
 // model runs with fixed qparams, i.e. exactly the model convert will produce.
+//
+// forward_learnable is the LSQ form (Esser et al. 2020): scale and zero point are parameters of
+// the QAT module, passed in; the first training batch initialises them from the observed range
+// (a scale of 0 marks them unset). set_qparams fixes the qparams convert reads (the learned ones).
 class FakeQuantize : public torch::CustomClassHolder {
  public:
   FakeQuantize(int64_t quant_min, int64_t quant_max, double averaging_constant)
@@ -71,15 +87,72 @@ class FakeQuantize : public torch::CustomClassHolder {
       return input;
     }
     if (training && observer_enabled_) observe(input);
-    if (!fake_quant_enabled_ || min_ > max_) return input;
+    if (!fake_quant_enabled_ || (min_ > max_ && !fixed())) return input;
     const auto [scale, zp] = qparams();
     // qparams come from [quant_min, quant_max] (7 bits under reduce_range), but the int8 model
     // clamps only at its storage type's range: simulate that, not the narrower range.
-    const bool is_unsigned = cfg_.quant_min >= 0;
-    return fake_quantize_per_tensor_ad(input, scale, zp, is_unsigned ? 0 : -128, is_unsigned ? 255 : 127);
+    return fake_quantize_per_tensor_ad(input, scale, zp, storage_min(), storage_max());
+  }
+
+  at::Tensor forward_learnable(const at::Tensor& input, bool training, const at::Tensor& scale,
+                               const at::Tensor& zero_point) {
+    if (!input.defined() || !input.is_floating_point()) {
+      if (training) ++nonfloat_;
+      return input;
+    }
+    if (training && observer_enabled_) observe(input);
+    TORCH_CHECK(scale.numel() == 1 && zero_point.numel() == 1, kName, ".forward_learnable: scale and zero_point ",
+                "should have one element each, got shapes ", scale.sizes(), " and ", zero_point.sizes());
+    const float current = scale.detach().item<float>();
+    if (current == 0.0f) {
+      if (!training || min_ > max_) return input;  // unset: no range seen yet
+      const auto [s, z] = qparams();
+      scale.detach().fill_(s);
+      zero_point.detach().fill_(static_cast<double>(z));
+    } else if (training && current < cfg_.eps) {
+      // An optimizer step past zero: keep the scale positive (torch.ao's _LearnableFakeQuantize clamps too).
+      scale.detach().fill_(cfg_.eps);
+    }
+    if (!fake_quant_enabled_) return input;
+    // LSQ's gradient scale 1/sqrt(N * qmax), N the features of one sample (the paper's choice;
+    // torch.ao's use_grad_scaling counts the whole batch, which slows the scales by sqrt(batch)).
+    const int64_t features = input.dim() > 1 && input.size(0) > 0 ? input.numel() / input.size(0) : input.numel();
+    const double grad_factor =
+        1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(features, 1)) * static_cast<double>(storage_max()));
+    return fake_quantize_learnable_ad(input, scale, zero_point, storage_min(), storage_max(), grad_factor);
+  }
+
+  // The qparams forward_learnable uses for these parameter values (same rounding of the zero point).
+  void set_learned_qparams(const at::Tensor& scale, const at::Tensor& zero_point) {
+    const float z = zero_point.detach().to(c10::kFloat).item<float>();
+    TORCH_CHECK(std::isfinite(z), kName, ".set_learned_qparams: zero_point should be finite, got ", z);
+    const float zr = std::min(std::max(std::nearbyint(z), static_cast<float>(storage_min())),
+                              static_cast<float>(storage_max()));
+    set_qparams(scale.detach().to(c10::kFloat).item<float>(), static_cast<int64_t>(zr));
+  }
+
+  void set_qparams(double scale, int64_t zero_point) {
+    const float s = static_cast<float>(scale);
+    TORCH_CHECK(std::isfinite(s) && s > 0.0f && std::isfinite(1.0f / s), kName,
+                ".set_qparams: scale should be finite and > 0, got ", scale);
+    TORCH_CHECK(zero_point >= storage_min() && zero_point <= storage_max(), kName,
+                ".set_qparams: zero_point should be in [", storage_min(), ", ", storage_max(), "], got ", zero_point);
+    fixed_scale_ = s;
+    fixed_zp_ = zero_point;
+  }
+
+  // Sets the observed range (used to synchronise observers across processes).
+  void set_min_max(double lo, double hi) {
+    TORCH_CHECK(!std::isnan(lo) && !std::isnan(hi), kName, ".set_min_max: bounds should not be NaN, got [", lo, ", ",
+                hi, "]");
+    min_ = static_cast<float>(lo);
+    max_ = static_cast<float>(hi);
   }
 
   std::tuple<at::Tensor, at::Tensor> calculate_qparams() const {
+    if (fixed()) {
+      return {observers::float_vector_tensor({fixed_scale_}), at::full({1}, fixed_zp_, at::dtype(c10::kLong))};
+    }
     return observers::qparams_from_bounds(cfg_, {min_ > max_ ? 0.0f : min_}, {min_ > max_ ? 0.0f : max_});
   }
 
@@ -98,17 +171,21 @@ class FakeQuantize : public torch::CustomClassHolder {
     os << kName << "(quant_min=" << cfg_.quant_min << ", quant_max=" << cfg_.quant_max
        << ", averaging_constant=" << averaging_ << ", observer=" << (observer_enabled_ ? "on" : "off")
        << ", fake_quant=" << (fake_quant_enabled_ ? "on" : "off") << ", min=" << min_ << ", max=" << max_
-       << ", batches=" << batches_ << ")";
+       << ", batches=" << batches_;
+    if (fixed()) os << ", scale=" << fixed_scale_ << ", zero_point=" << fixed_zp_;
+    os << ")";
     return os.str();
   }
 
-  using State = std::tuple<int64_t, int64_t, int64_t, double, bool, bool, double, double, int64_t, int64_t, int64_t>;
+  using State = std::tuple<int64_t, int64_t, int64_t, double, bool, bool, double, double, int64_t, int64_t, int64_t,
+                           double, int64_t>;
   State get_state() const {
     return {kFakeQuantizeStateVersion, cfg_.quant_min, cfg_.quant_max, averaging_, observer_enabled_,
-            fake_quant_enabled_, min_, max_, batches_, nonfinite_, nonfloat_};
+            fake_quant_enabled_, min_, max_, batches_, nonfinite_, nonfloat_, fixed_scale_, fixed_zp_};
   }
   static c10::intrusive_ptr<FakeQuantize> from_state(const State& s) {
-    observers::check_state_version(kName, std::get<0>(s), kFakeQuantizeStateVersion);
+    TORCH_CHECK(std::get<0>(s) == kFakeQuantizeStateVersion, kName, ": saved state has version ", std::get<0>(s),
+                ", this torchquantx reads version ", kFakeQuantizeStateVersion, "; prepare the QAT model again");
     auto obj = c10::make_intrusive<FakeQuantize>(std::get<1>(s), std::get<2>(s), std::get<3>(s));
     obj->observer_enabled_ = std::get<4>(s);
     obj->fake_quant_enabled_ = std::get<5>(s);
@@ -117,13 +194,20 @@ class FakeQuantize : public torch::CustomClassHolder {
     obj->batches_ = std::get<8>(s);
     obj->nonfinite_ = std::get<9>(s);
     obj->nonfloat_ = std::get<10>(s);
+    obj->fixed_scale_ = static_cast<float>(std::get<11>(s));
+    obj->fixed_zp_ = std::get<12>(s);
     return obj;
   }
 
   static constexpr const char* kName = "quantx.FakeQuantize";
 
  private:
+  bool fixed() const { return fixed_scale_ > 0.0f; }
+  int64_t storage_min() const { return cfg_.quant_min >= 0 ? 0 : -128; }
+  int64_t storage_max() const { return cfg_.quant_min >= 0 ? 255 : 127; }
+
   std::pair<double, int64_t> qparams() const {
+    if (fixed()) return {fixed_scale_, fixed_zp_};
     kernels::QParams p = kernels::choose_qparams(min_, max_, cfg_.quant_min, cfg_.quant_max, /*symmetric=*/false,
                                                  static_cast<float>(cfg_.eps));
     return {p.scale, p.zero_point};
@@ -156,6 +240,8 @@ class FakeQuantize : public torch::CustomClassHolder {
   int64_t batches_ = 0;
   int64_t nonfinite_ = 0;
   int64_t nonfloat_ = 0;
+  float fixed_scale_ = 0.0f;  // > 0: qparams fixed by set_qparams
+  int64_t fixed_zp_ = 0;
 };
 
 void check_weight_args(const char* op, const at::Tensor& w, int64_t bits) {
@@ -247,6 +333,14 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
   m.class_<FakeQuantize>("FakeQuantize")
       .def(torch::init<int64_t, int64_t, double>())
       .def("forward", [](const Ptr& self, const at::Tensor& x, bool training) { return self->forward(x, training); })
+      .def("forward_learnable",
+           [](const Ptr& self, const at::Tensor& x, bool training, const at::Tensor& scale, const at::Tensor& zp) {
+             return self->forward_learnable(x, training, scale, zp);
+           })
+      .def("set_learned_qparams",
+           [](const Ptr& self, const at::Tensor& scale, const at::Tensor& zp) { self->set_learned_qparams(scale, zp); })
+      .def("set_qparams", [](const Ptr& self, double scale, int64_t zp) { self->set_qparams(scale, zp); })
+      .def("set_min_max", [](const Ptr& self, double lo, double hi) { self->set_min_max(lo, hi); })
       .def("calculate_qparams", [](const Ptr& self) { return self->calculate_qparams(); })
       .def("enable_observer", [](const Ptr& self, bool on) { self->enable_observer(on); })
       .def("enable_fake_quant", [](const Ptr& self, bool on) { self->enable_fake_quant(on); })

@@ -5,11 +5,13 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/equal.h>
 #include <ATen/ops/rsqrt.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <map>
@@ -36,6 +38,17 @@ using torch::jit::Value;
 const c10::Symbol kFakeQuantizeWeight = c10::Symbol::fromQualString("quantx::fake_quantize_weight");
 const c10::Symbol kFoldWeight = c10::Symbol::fromQualString("quantx::qat_fold_weight");
 const c10::Symbol kBnOutput = c10::Symbol::fromQualString("quantx::qat_bn_output");
+constexpr const char* kLearnableForward = "forward_learnable";
+constexpr const char* kLsqScalePrefix = "_tqx_lsq_scale_";
+constexpr const char* kLsqZeroPointPrefix = "_tqx_lsq_zero_point_";
+
+// The fake-quantizer attribute a prim::CallMethod calls, or "" for other calls.
+std::string fake_quantizer_of(Node* n) {
+  if (n->kind() != c10::prim::CallMethod) return "";
+  Node* get = n->input(0)->node();
+  if (get->kind() != c10::prim::GetAttr || get->s(c10::attr::name).rfind(kObserverPrefix, 0) != 0) return "";
+  return get->s(c10::attr::name);
+}
 
 // The BatchNorm a convolution feeds, seen just before canonicalize folds it.
 struct BnOf {
@@ -311,6 +324,18 @@ void qat_to_prepared(Module& module) {
     }
   }
   for (Node* n : nodes) n->destroy();
+  // LSQ fake-quantizers: convert reads the learned qparams (rounded as forward_learnable rounds them).
+  for_each_node(graph->block(), [&](Node* n) {
+    if (n->kind() != c10::prim::CallMethod || n->s(c10::attr::name) != kLearnableForward) return;
+    const std::string attr = fake_quantizer_of(n);
+    if (attr.empty()) return;
+    const c10::IValue fq = module.attr(attr);
+    fq.toObject()->type()->getMethod("set_learned_qparams")(
+        {fq, current_tensor(module, n->input(3)), current_tensor(module, n->input(4))});
+    n->removeInput(4);
+    n->removeInput(3);
+    n->s_(c10::attr::name, "forward");
+  });
   for_each_node(graph->block(), [&](Node* n) {
     if (n->kind() != c10::prim::CallMethod || n->inputs().size() != 3) return;
     Node* get = n->input(0)->node();
@@ -346,6 +371,54 @@ void qat_to_prepared(Module& module) {
     module._ivalue()->unsafeRemoveAttr(attr);
     module._ivalue()->type()->unsafeRemoveAttribute(attr);
   }
+}
+
+void make_learnable(Module& qat) {
+  TORCH_CHECK(qat.hasattr(kQatAttr), "torchquantx.prepare_qat(learnable=True): the module was not made by prepare_qat");
+  auto graph = qat.get_method("forward").graph();
+  Value* self = graph->inputs().at(0);
+  std::vector<Node*> calls;
+  for_each_node(graph->block(), [&](Node* n) {
+    if (fake_quantizer_of(n).empty()) return;
+    TORCH_CHECK(n->s(c10::attr::name) == "forward" && n->inputs().size() == 3,
+                "torchquantx.prepare_qat(learnable=True): the module's fake-quantizers are already learnable");
+    calls.push_back(n);
+  });
+  std::string added = qat.attr(kQatAttr).toStringRef();
+  for (Node* n : calls) {
+    const std::string attr = fake_quantizer_of(n);
+    const std::string index = attr.substr(std::string(kObserverPrefix).size());
+    const std::string scale = kLsqScalePrefix + index, zero_point = kLsqZeroPointPrefix + index;
+    if (!qat.hasattr(scale)) {  // shared fake-quantizers (a cat's inputs and output) share parameters
+      // Scale 0 marks the parameters unset: the first training batch sets them from the observed range.
+      qat.register_parameter(scale, at::zeros({1}).set_requires_grad(true), /*is_buffer=*/false);
+      qat.register_parameter(zero_point, at::zeros({1}).set_requires_grad(true), /*is_buffer=*/false);
+      added += (added.empty() ? "" : ",") + scale + "," + zero_point;
+    }
+    torch::jit::WithInsertPoint guard(n);
+    n->addInput(graph->insertGetAttr(self, scale));
+    n->addInput(graph->insertGetAttr(self, zero_point));
+    n->s_(c10::attr::name, kLearnableForward);
+  }
+  qat.setattr(kQatAttr, added);
+}
+
+namespace {
+
+c10::IValue qat_make_learnable_op(c10::IValue module) {
+  TORCH_CHECK(module.isObject() && module.toObject()->type()->is_module(),
+              "quantx::qat_make_learnable: module should be a QAT TorchScript module (its ._c), got ",
+              module.tagKind());
+  Module m(module.toObject());
+  make_learnable(m);
+  return module;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(quantx, m) {
+  // In place: the module prepare_qat returned, with LSQ fake-quantizers (make_learnable).
+  m.def("qat_make_learnable(Any module) -> Any", qat_make_learnable_op);
 }
 
 }  // namespace tqx::passes

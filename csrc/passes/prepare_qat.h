@@ -38,6 +38,13 @@ constexpr const char* kBnFrozenAttr = "_tqx_bn_frozen";
 // one line per conv/linear: what it trains and how its weight is fake-quantized.
 torch::jit::Module prepare_qat(const torch::jit::Module& model, const QConfig& qconfig, std::string* report = nullptr);
 
+// LSQ (learnable=True): each fake-quantizer's scale and zero point become parameters of `qat`
+// (`_tqx_lsq_scale_<i>`, `_tqx_lsq_zero_point_<i>`, one element each), set from the observed
+// range on the first training batch and then trained:
+//   %x.obs = prim::CallMethod[name="forward_learnable"](%f0, %x, %t, %_tqx_lsq_scale_0, %_tqx_lsq_zero_point_0)
+// qat_to_prepared hands the learned values to the fake-quantizers, which convert then reads.
+void make_learnable(torch::jit::Module& qat);
+
 // Rewrites a QAT module (eval mode; callers pass a clone) into the prepared form convert takes.
 void qat_to_prepared(torch::jit::Module& module);
 
