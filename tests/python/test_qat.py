@@ -1,4 +1,6 @@
 """Quantization-aware training: prepare_qat -> train -> convert (#6)."""
+import warnings
+
 import pytest
 import torch
 import torch.nn as nn
@@ -229,3 +231,81 @@ def test_skipped_layer_trains_in_float():
     x = torch.randn(8, 3, 8, 8)
     with torch.no_grad():
         assert torch.equal(qat(x), tqx.convert(qat, target="reference")(x))
+
+
+def test_learnable_qparams_train_and_convert_uses_them(tmp_path):
+    torch.manual_seed(0)
+    qat = tqx.prepare_qat(ConvBnReluLinear().train(), qconfig="onednn", learnable=True)
+    lsq = tqx.learnable_qparams(qat)
+    assert len(lsq) == 6 and all(any(p is q for q in qat.parameters()) for p in lsq)  # the optimizer sees them
+    scales, zps = lsq[0::2], lsq[1::2]
+    assert all(s.item() == 0 for s in scales)  # unset until the first training batch
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 3, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
+    opt = torch.optim.Adam(qat.parameters(), lr=1e-3)
+    F.cross_entropy(qat(x), y).backward()
+    # initialised from the observed range of that batch: the straight-through fake-quantizer's qparams
+    fqs = [qat._c.getattr(f"_tqx_obs_{i}") for i in range(3)]
+    assert [s.item() for s in scales] == [fq.calculate_qparams()[0].item() for fq in fqs]
+    assert [z.item() for z in zps] == [float(fq.calculate_qparams()[1].item()) for fq in fqs]
+    assert all(s.grad is not None and s.grad.item() != 0 for s in scales)
+    assert all(z.grad is not None for z in zps)
+    initial = [p.detach().clone() for p in lsq]
+    opt.step()
+    for _ in range(4):
+        x, y = torch.randn(16, 3, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
+        opt.zero_grad()
+        F.cross_entropy(qat(x), y).backward()
+        opt.step()
+    assert all(not torch.equal(a, p.detach()) for a, p in zip(initial, lsq))
+    tqx.freeze_bn_stats(qat)
+    qat.eval()
+    # convert uses the learned qparams: the zero point rounded and clamped as forward_learnable does
+    ref = tqx.convert(qat, target="reference")
+    got = [(n.inputsAt(1).toIValue(), n.inputsAt(2).toIValue())
+           for n in ref.graph.findAllNodes("aten::quantize_per_tensor")]
+    want = [(torch.tensor(s.item(), dtype=torch.float32).item(), int(min(max(round(z.item()), 0), 255)))
+            for s, z in zip(scales, zps)]
+    assert got == want
+    x = torch.randn(256, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    qmodel = tqx.convert(qat)
+    with torch.no_grad():
+        expected = qat(x)
+        assert torch.equal(ref(x), expected)
+        lsb = (qmodel(x) - expected).abs() / scales[-1].item()
+    assert lsb.max().item() <= 1.01
+    path = str(tmp_path / "lsq.pt")
+    torch.jit.save(qat, path)
+    with torch.no_grad():
+        assert torch.equal(torch.jit.load(path).eval()(x), expected)
+
+
+def test_learnable_scale_stays_positive():
+    torch.manual_seed(0)
+    qat = tqx.prepare_qat(ConvBnReluLinear().train(), learnable=True)
+    qat(torch.randn(4, 3, 8, 8))
+    with torch.no_grad():
+        tqx.learnable_qparams(qat)[0].fill_(-1.0)  # an optimizer step past zero
+    qat(torch.randn(4, 3, 8, 8))
+    assert tqx.learnable_qparams(qat)[0].item() > 0
+
+
+def test_optimizer_over_the_float_model_warns():
+    torch.manual_seed(0)
+    model = ConvBnReluLinear().train()
+    wrong = torch.optim.SGD(model.parameters(), lr=0.1)  # built before prepare_qat
+    qat = tqx.prepare_qat(model)
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
+    with pytest.warns(UserWarning, match="optimizer does not hold them"):
+        for _ in range(8):
+            wrong.zero_grad()
+            F.cross_entropy(qat(x), y).backward()
+            wrong.step()
+    right = tqx.prepare_qat(model)
+    opt = torch.optim.SGD(right.parameters(), lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(10):
+            opt.zero_grad()
+            F.cross_entropy(right(x), y).backward()
+            opt.step()

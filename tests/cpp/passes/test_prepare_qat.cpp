@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "api/pipeline.h"
+#include "passes/prepare_qat.h"
 #include "test_util.h"
 
 namespace tqx {
@@ -103,6 +104,41 @@ TEST(PrepareQat, EvalModeIsTheReferenceModel) {
   EXPECT_TRUE(at::equal(run(reference, x), expected));
   const double out_scale = (expected.max() - expected.min()).item<double>() / 127.0;  // x86: 7-bit range
   EXPECT_LE((run(int8, x) - expected).abs().max().item<double>(), out_scale * 1.01);
+}
+
+TEST(PrepareQat, LearnableQParamsAreParametersAndConvertUsesThem) {
+  at::manual_seed(0);
+  Module model = make_model();
+  model.train();
+  Module qat = torchquantx::prepare_qat(model, "onednn");
+  passes::make_learnable(qat);
+  FileCheck()
+      .check_count("prim::CallMethod[name=\"forward_learnable\"]", 3, /*exactly=*/true)
+      ->check_not("prim::CallMethod[name=\"forward\"]")
+      ->run(*qat.get_method("forward").graph());
+  at::Tensor scale = qat.attr("_tqx_lsq_scale_0").toTensor(), zp = qat.attr("_tqx_lsq_zero_point_0").toTensor();
+  EXPECT_EQ(scale.item<float>(), 0.0f);  // unset until the first training batch
+  const at::Tensor out = run(qat, at::randn({8, 3, 6, 6}));
+  EXPECT_GT(scale.item<float>(), 0.0f);
+  torch::autograd::backward({out.pow(2).sum()});
+  ASSERT_TRUE(scale.grad().defined());
+  EXPECT_NE(scale.grad().item<float>(), 0.0f);
+  {
+    at::NoGradGuard no_grad;
+    scale.fill_(0.05);
+    zp.fill_(2.6);  // convert rounds it as forward_learnable does: 3
+  }
+  qat.eval();
+  Module reference = torchquantx::convert(qat, "reference");
+  FileCheck()
+      .check("prim::Constant[value=0.05")
+      ->check("prim::Constant[value=3]")
+      ->check("aten::quantize_per_tensor")
+      ->run(*reference.get_method("forward").graph());
+  const at::Tensor x = at::randn({16, 3, 6, 6});
+  at::NoGradGuard no_grad;
+  EXPECT_TRUE(at::equal(run(reference, x), run(qat, x)));
+  EXPECT_NE(error_of([&] { passes::make_learnable(qat); }).find("already learnable"), std::string::npos);
 }
 
 TEST(PrepareQat, Errors) {
