@@ -150,6 +150,8 @@ const std::vector<SimdCase>& simd_cases() {
       {1, 4, 4, 5, 5, 1, 1, 1, 0, 1, 5},        // depthwise 1x1 (single tap)
       {1, 9, 8, 20, 20, 7, 7, 1, 3, 1, 20},     // depthwise 7x7: more taps than the row kernel takes
       {1, 6, 6, 4, 4, 3, 3, 1, 3, 1, 4},        // depthwise, padding wider than the kernel
+      {1, 9, 10, 24, 24, 3, 3, 1, 2, 2, 24},    // depthwise, dilation 2 (runs of inner windows)
+      {1, 11, 12, 40, 40, 5, 5, 2, 2, 1, 40},   // depthwise 5x5, stride 2, channel tail
       {13, 1, 1, 40, 70, 1, 1, 1, 0, 1, 1},     // linear: 13 rows
       {1, 1, 1, 2048, 130, 1, 1, 1, 0, 1, 1},   // linear: long k (accumulator range)
       {1, 13, 11, 64, 130, 3, 3, 1, 1, 1, 1},   // rows over several im2col blocks, 3 column tiles
@@ -192,19 +194,22 @@ TEST(ConvSimd, BitExactWithReferenceOnEveryIsa) {
 }
 
 TEST(ConvSimd, AnySplitOfThePixelsGivesTheSameBytes) {
-  const SimdCase t{2, 11, 9, 24, 40, 3, 3, 1, 1, 1, 1};
-  const ConvData d = make_conv(t, 3);
-  const auto p = kernels::pack_conv_weights(d.w.data(), t.oc, t.kh, t.kw, t.c, 1);
-  const kernels::ConvEpilogue e{77, d.mult.data(), d.bias.data(), 128, 0, 255};
-  const std::vector<uint8_t> ref = run_reference(d, e);
-  const int64_t m = d.s.batch * d.s.out_h * d.s.out_w;
-  for (Isa isa : simd_isas()) {
-    for (int64_t parts : {2, 3, 7, 61}) {
-      std::vector<uint8_t> y(ref.size(), 3);
-      for (int64_t i = 0; i < parts; ++i) {
-        kernels::conv2d_u8s8_nhwc_packed(d.s, p, d.x.data(), e, y.data(), m * i / parts, m * (i + 1) / parts, isa);
+  // A dense convolution and a depthwise one (whose kernel walks runs of inner windows per row).
+  for (const SimdCase& t :
+       {SimdCase{2, 11, 9, 24, 40, 3, 3, 1, 1, 1, 1}, SimdCase{2, 11, 9, 24, 24, 3, 3, 1, 1, 1, 24}}) {
+    const ConvData d = make_conv(t, 3);
+    const auto p = kernels::pack_conv_weights(d.w.data(), t.oc, t.kh, t.kw, t.c / t.groups, t.groups);
+    const kernels::ConvEpilogue e{77, d.mult.data(), d.bias.data(), 128, 0, 255};
+    const std::vector<uint8_t> ref = run_reference(d, e);
+    const int64_t m = d.s.batch * d.s.out_h * d.s.out_w;
+    for (Isa isa : simd_isas()) {
+      for (int64_t parts : {2, 3, 7, 61}) {
+        std::vector<uint8_t> y(ref.size(), 3);
+        for (int64_t i = 0; i < parts; ++i) {
+          kernels::conv2d_u8s8_nhwc_packed(d.s, p, d.x.data(), e, y.data(), m * i / parts, m * (i + 1) / parts, isa);
+        }
+        ASSERT_EQ(y, ref) << kernels::isa_name(isa) << " groups=" << t.groups << " parts=" << parts;
       }
-      ASSERT_EQ(y, ref) << kernels::isa_name(isa) << " parts=" << parts;
     }
   }
 }
