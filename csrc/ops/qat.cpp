@@ -315,7 +315,10 @@ at::Tensor qat_bn_output(const at::Tensor& conv_out, const c10::optional<at::Ten
     const at::Tensor b_fold = (b - running_mean) * at::rsqrt(running_var + eps) * bn_weight + bn_bias;
     return conv_out + b_fold.reshape(shape);
   }
-  const at::Tensor sf = bn_scale_factor(bn_weight, running_var.detach(), eps);
+  // The scale factor is detached here (its gradient still reaches gamma through the folded
+  // weight): BatchNorm over batch statistics undoes any per-channel scale of its input up to eps,
+  // so this gradient is ~eps / var of the output and would cost three passes over the activation.
+  const at::Tensor sf = bn_scale_factor(bn_weight.detach(), running_var.detach(), eps);
   at::Tensor y = conv_out / sf.reshape(shape);
   if (has_bias) y = y + bias->reshape(shape);
   return at::batch_norm(y, bn_weight, bn_bias, running_mean, running_var, /*training=*/true, momentum, eps,
