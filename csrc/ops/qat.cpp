@@ -293,14 +293,18 @@ at::Tensor bn_scale_factor(const at::Tensor& bn_weight, const at::Tensor& runnin
 }
 
 // Simulated Conv+BN folding (Jacob et al. 2018, as torch.ao's _ConvBnNd): the conv runs on the
-// fake-quantized folded weight w * gamma / sqrt(running_var + eps); qat_bn_output then undoes the
-// scale and applies BatchNorm with batch statistics in training, or the folded bias otherwise.
+// fake-quantized folded weight w * gamma / sqrt(running_var + eps), and qat_bn_output adds the
+// folded bias. In training (`training`: BatchNorm on batch statistics) the folded weight comes
+// back divided by the scale factor, so the conv yields the unfolded output BatchNorm normalises:
+// torch.ao divides the conv output instead, the same per output channel but two passes over
+// each activation (forward and backward) where this divides the weight.
 at::Tensor qat_fold_weight(const at::Tensor& weight, const at::Tensor& bn_weight, const at::Tensor& running_var,
-                           double eps, int64_t bits, bool per_channel, bool symmetric) {
+                           double eps, int64_t bits, bool per_channel, bool symmetric, bool training) {
   TORCH_CHECK(bn_weight.dim() == 1 && bn_weight.size(0) == weight.size(0), "quantx::qat_fold_weight: bn_weight ",
               "should have one value per output channel (", weight.size(0), "), got shape ", bn_weight.sizes());
-  const at::Tensor sf = bn_scale_factor(bn_weight, running_var.detach(), eps);
-  return fake_quantize_weight(weight * sf.reshape(channel_shape(weight.dim(), 0)), bits, per_channel, symmetric);
+  const at::Tensor sf = bn_scale_factor(bn_weight, running_var.detach(), eps).reshape(channel_shape(weight.dim(), 0));
+  const at::Tensor folded = fake_quantize_weight(weight * sf, bits, per_channel, symmetric);
+  return training ? folded / sf : folded;
 }
 
 at::Tensor qat_bn_output(const at::Tensor& conv_out, const c10::optional<at::Tensor>& bias,
@@ -315,12 +319,8 @@ at::Tensor qat_bn_output(const at::Tensor& conv_out, const c10::optional<at::Ten
     const at::Tensor b_fold = (b - running_mean) * at::rsqrt(running_var + eps) * bn_weight + bn_bias;
     return conv_out + b_fold.reshape(shape);
   }
-  // The scale factor is detached here (its gradient still reaches gamma through the folded
-  // weight): BatchNorm over batch statistics undoes any per-channel scale of its input up to eps,
-  // so this gradient is ~eps / var of the output and would cost three passes over the activation.
-  const at::Tensor sf = bn_scale_factor(bn_weight.detach(), running_var.detach(), eps);
-  at::Tensor y = conv_out / sf.reshape(shape);
-  if (has_bias) y = y + bias->reshape(shape);
+  // conv_out is already unfolded (qat_fold_weight with training=True divided the weight).
+  const at::Tensor y = has_bias ? conv_out + bias->reshape(shape) : conv_out;
   return at::batch_norm(y, bn_weight, bn_bias, running_mean, running_var, /*training=*/true, momentum, eps,
                         /*cudnn_enabled=*/false);
 }
@@ -359,7 +359,7 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
                   [](FakeQuantize::State state) { return FakeQuantize::from_state(state); });
   m.def("fake_quantize_weight(Tensor weight, int bits=8, bool per_channel=True, bool symmetric=True) -> Tensor");
   m.def("qat_fold_weight(Tensor weight, Tensor bn_weight, Tensor bn_running_var, float eps, int bits=8, "
-        "bool per_channel=True, bool symmetric=True) -> Tensor");
+        "bool per_channel=True, bool symmetric=True, bool training=False) -> Tensor");
   m.def("qat_bn_output(Tensor conv_out, Tensor? bias, Tensor bn_weight, Tensor bn_bias, Tensor(a!) running_mean, "
         "Tensor(b!) running_var, float eps, float momentum, bool training) -> Tensor");
 }

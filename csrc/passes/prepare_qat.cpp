@@ -213,7 +213,7 @@ class QatBuilder {
     Value* mean = attr_for(bn->path, "running_mean", tensor_attr(*bn_mod, "running_mean"), true);
     Value* var = attr_for(bn->path, "running_var", tensor_attr(*bn_mod, "running_var"), true);
     n->replaceInput(1, graph_->insert(kFoldWeight, {weight, gamma, var, bn->eps, bits, spec.per_channel,
-                                                    spec.symmetric}));
+                                                    spec.symmetric, bn_training_}));
     n->replaceInput(2, none());
     double momentum = 0.1;  // nn.BatchNorm's momentum=None (cumulative average) runs as 0.1 here
     if (bn_mod->hasattr("momentum") && bn_mod->attr("momentum").isDouble()) {

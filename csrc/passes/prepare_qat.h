@@ -7,7 +7,8 @@
 //   %t  = prim::GetAttr[name="training"](%self)
 //   %f0 = prim::GetAttr[name="_tqx_obs_0"](%self)                  (a quantx.FakeQuantize)
 //   %x.obs = prim::CallMethod[name="forward"](%f0, %x, %t)         (observes only when training)
-//   %wq = quantx::qat_fold_weight(%conv1_weight, %bn1_weight, %bn1_running_var, eps, 8, 1, 1)
+//   %wq = quantx::qat_fold_weight(%conv1_weight, %bn1_weight, %bn1_running_var, eps, 8, 1, 1,
+//                                 %bn_training)   (training: divided back by the scale factor)
 //   %y0 = aten::conv2d(%x.obs, %wq, None, ...)
 //   %y  = quantx::qat_bn_output(%y0, %conv1_bias, %bn1_weight, %bn1_bias, %bn1_running_mean,
 //                               %bn1_running_var, eps, momentum, %bn_training)

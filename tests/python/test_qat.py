@@ -309,3 +309,24 @@ def test_optimizer_over_the_float_model_warns():
             opt.zero_grad()
             F.cross_entropy(right(x), y).backward()
             opt.step()
+
+
+def test_training_forward_is_torch_ao_simulated_folding():
+    # qat_fold_weight divides the folded weight where torch.ao's _ConvBnNd divides the conv output:
+    # the same function (up to float rounding) and the same BatchNorm statistics update.
+    torch.manual_seed(0)
+    model = ConvBnReluLinear().train()
+    qat = tqx.disable_fake_quant(tqx.prepare_qat(model, qconfig="fbgemm"))
+    x = torch.randn(16, 3, 8, 8)
+    out = qat(x)
+    conv, bn, fc = model.conv, model.bn, model.fc
+    sf = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    wq = torch.ops.quantx.fake_quantize_weight(conv.weight * sf.reshape(-1, 1, 1, 1), 8, True, True)
+    y = F.conv2d(x, wq, None, padding=1) / sf.reshape(1, -1, 1, 1) + conv.bias.reshape(1, -1, 1, 1)
+    mean, var = bn.running_mean.clone(), bn.running_var.clone()
+    y = F.batch_norm(y, mean, var, bn.weight, bn.bias, True, bn.momentum, bn.eps)
+    fcq = torch.ops.quantx.fake_quantize_weight(fc.weight, 8, True, True)
+    ref = F.linear(torch.flatten(F.relu(y), 1), fcq, fc.bias)
+    assert torch.allclose(out, ref, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(qat.bn_running_mean, mean, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(qat.bn_running_var, var, rtol=1e-5, atol=1e-6)
