@@ -62,6 +62,8 @@ void ConvShapes(benchmark::internal::Benchmark* b) {
   b->Args({2048, 1000, 1, 1, 1, 1});    // resnet50 fc (batch 1: a GEMV)
   b->Args({3, 64, 224, 7, 2, 1});       // stem
   b->Args({144, 144, 56, 3, 1, 144});   // mobilenet_v2 depthwise
+  b->Args({96, 96, 112, 3, 2, 96});     // mobilenet_v2 depthwise, stride 2
+  b->Args({3, 32, 224, 3, 2, 1});       // mobilenet_v2 stem
   b->Unit(benchmark::kMicrosecond);
 }
 
