@@ -1,9 +1,9 @@
 """QAT measurements (#6): training-step time and fine-tuning accuracy on the reference models.
 
     speed:    one SGD step (forward, cross-entropy, backward, update) at batch 128 on Fashion-MNIST
-              shapes: fp32 (the float model, eager), torchquantx prepare_qat, and PyTorch's
-              prepare_qat_fx (qconfig "fbgemm"-equivalent for this torch: "x86"/"onednn" engine),
-              measured in one run, interleaved, median of --steps.
+              shapes: fp32 (the float model, eager), torchquantx prepare_qat (straight-through and
+              learnable=True), and PyTorch's prepare_qat_fx (qconfig "fbgemm"), measured in one
+              run, interleaved, median of --steps; --repeats runs it several times.
     accuracy: from the trained checkpoint, PTQ (prepare + calibrate 16 x 32 train images + convert)
               versus W8A8 QAT fine-tuning for --qat-images training images (1 epoch = 60000), then
               freeze_bn_stats + disable_observer for the last 10% and convert; test-set accuracy of
@@ -50,12 +50,14 @@ def speed(args: argparse.Namespace) -> None:
     x, y = next(iter(fashion_mnist_loader("train", args.batch, shuffle=True)))
     print(f"training step, batch {args.batch}, {args.threads} thread(s), median of {args.steps} "
           f"(ratios measured in this run)")
-    print(f"{'model':<10} {'fp32 ms':>8} {'tqx QAT ms':>10} {'FX QAT ms':>10} {'tqx/fp32':>9} {'tqx/FX':>7}")
-    for name in args.models:
+    print(f"{'model':<10} {'fp32 ms':>8} {'tqx QAT ms':>10} {'tqx LSQ ms':>10} {'FX QAT ms':>10} {'tqx/fp32':>9} "
+          f"{'LSQ/fp32':>9} {'tqx/FX':>7}")
+    for name in [m for _ in range(args.repeats) for m in args.models]:
         model = load_reference(name).train()
         steps: Dict[str, Callable[[], None]] = {
             "fp32": _step_fn(copy.deepcopy(model), x, y),
             "tqx": _step_fn(tqx.prepare_qat(copy.deepcopy(model), qconfig="fbgemm"), x, y),
+            "lsq": _step_fn(tqx.prepare_qat(copy.deepcopy(model), qconfig="fbgemm", learnable=True), x, y),
             "fx": _step_fn(_fx_qat(model, x), x, y),
         }
         times: Dict[str, List[float]] = {k: [] for k in steps}
@@ -68,8 +70,9 @@ def speed(args: argparse.Namespace) -> None:
                 fn()
                 times[k].append((time.perf_counter() - t0) * 1e3)
         med = {k: statistics.median(v) for k, v in times.items()}
-        print(f"{name:<10} {med['fp32']:8.1f} {med['tqx']:10.1f} {med['fx']:10.1f} "
-              f"{med['tqx'] / med['fp32']:9.2f} {med['tqx'] / med['fx']:7.2f}")
+        print(f"{name:<10} {med['fp32']:8.1f} {med['tqx']:10.1f} {med['lsq']:10.1f} {med['fx']:10.1f} "
+              f"{med['tqx'] / med['fp32']:9.2f} {med['lsq'] / med['fp32']:9.2f} {med['tqx'] / med['fx']:7.2f}",
+              flush=True)
 
 
 def _accuracy(model: torch.nn.Module, limit: int) -> float:
@@ -118,6 +121,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=1, help="speed: runs of the whole measurement per model")
     p.add_argument("--qat-images", type=int, default=60000, help="training images for QAT (60000 = 1 epoch)")
     p.add_argument("--test-images", type=int, default=10000)
     p.add_argument("--lr", type=float, default=1e-3)

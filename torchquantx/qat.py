@@ -202,6 +202,48 @@ def sync_observers(qat: Any, group: Optional[Any] = None) -> Any:
     return qat
 
 
+_ACTIVATION_KEYS = ("activation_reduce_range",)
+
+
+def _qconfig_fields(cpp: torch._C.ScriptModule) -> dict:
+    return dict(kv.split("=", 1) for kv in cpp.getattr("_tqx_qconfig").split(";") if "=" in kv)
+
+
+def init_from_calibration(qat: Any, prepared: Any) -> Any:
+    """Starts QAT from PTQ-calibrated activation qparams: each fake-quantizer of `qat` takes the range
+    the matching observer of `prepared` (tqx.prepare of the same model with the same qconfig and skip
+    options, then tqx.calibrate) chose, with its range method (entropy, mse, ...). The moving average
+    continues from there while observers are enabled (disable_observer keeps it); with
+    learnable=True the scales and zero points start at the calibrated values. Call it before training.
+    """
+    cpp = _qat_module(qat, "init_from_calibration")
+    pcpp = prepared._c if isinstance(prepared, torch.jit.ScriptModule) else prepared
+    if not isinstance(pcpp, torch._C.ScriptModule) or not pcpp.hasattr("_tqx_qconfig") or pcpp.hasattr("_tqx_qat"):
+        raise TypeError("torchquantx.init_from_calibration: prepared should be a module from torchquantx.prepare, "
+                        f"got {type(prepared).__name__}")
+    ours, theirs = _qconfig_fields(cpp), _qconfig_fields(pcpp)
+    if any(ours.get(k) != theirs.get(k) for k in _ACTIVATION_KEYS):
+        raise ValueError("torchquantx.init_from_calibration: prepared and qat should use the same activation range "
+                         f"(activation_reduce_range {theirs.get('activation_reduce_range')} vs "
+                         f"{ours.get('activation_reduce_range')}); prepare with the qconfig given to prepare_qat")
+    fqs, observers = _fake_quantizers(cpp), _fake_quantizers(pcpp)
+    if len(fqs) != len(observers):
+        raise ValueError(f"torchquantx.init_from_calibration: prepared has {len(observers)} observers but qat "
+                         f"{len(fqs)} fake-quantizers; prepare the same model with the same skip options")
+    lsq = dict(_unwrap(qat).named_parameters())
+    for i, (fq, obs) in enumerate(zip(fqs, observers)):
+        if obs.batches() == 0:
+            raise ValueError(f"torchquantx.init_from_calibration: observer {i} of prepared saw no data; run "
+                             "torchquantx.calibrate(prepared, data) first")
+        scale, zp = (t.reshape(-1)[0].item() for t in obs.calculate_qparams())
+        fq.set_range_from_qparams(scale, int(zp))
+        if f"_tqx_lsq_scale_{i}" in lsq:
+            with torch.no_grad():
+                lsq[f"_tqx_lsq_scale_{i}"].fill_(scale)
+                lsq[f"_tqx_lsq_zero_point_{i}"].fill_(float(zp))
+    return qat
+
+
 def freeze_bn_stats(qat: torch.jit.ScriptModule, frozen: bool = True) -> torch.jit.ScriptModule:
     """Stops BatchNorm statistics updates: folded BatchNorms use their running statistics from now on
     (torch.ao.nn.intrinsic.qat.freeze_bn_stats). ``frozen=False`` undoes it."""

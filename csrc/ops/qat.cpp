@@ -141,6 +141,15 @@ class FakeQuantize : public torch::CustomClassHolder {
     fixed_zp_ = zero_point;
   }
 
+  // Sets the observed range to the one `scale` and `zero_point` represent over [quant_min,
+  // quant_max] (QAT started from PTQ-calibrated qparams; choose_qparams gives them back).
+  void set_range_from_qparams(double scale, int64_t zero_point) {
+    TORCH_CHECK(std::isfinite(scale) && scale > 0.0, kName, ".set_range_from_qparams: scale should be finite and > 0, ",
+                "got ", scale);
+    set_min_max(static_cast<double>(cfg_.quant_min - zero_point) * scale,
+                static_cast<double>(cfg_.quant_max - zero_point) * scale);
+  }
+
   // Sets the observed range (used to synchronise observers across processes).
   void set_min_max(double lo, double hi) {
     TORCH_CHECK(!std::isnan(lo) && !std::isnan(hi), kName, ".set_min_max: bounds should not be NaN, got [", lo, ", ",
@@ -344,6 +353,8 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
            [](const Ptr& self, const at::Tensor& scale, const at::Tensor& zp) { self->set_learned_qparams(scale, zp); })
       .def("set_qparams", [](const Ptr& self, double scale, int64_t zp) { self->set_qparams(scale, zp); })
       .def("set_min_max", [](const Ptr& self, double lo, double hi) { self->set_min_max(lo, hi); })
+      .def("set_range_from_qparams",
+           [](const Ptr& self, double scale, int64_t zp) { self->set_range_from_qparams(scale, zp); })
       .def("calculate_qparams", [](const Ptr& self) { return self->calculate_qparams(); })
       .def("enable_observer", [](const Ptr& self, bool on) { self->enable_observer(on); })
       .def("enable_fake_quant", [](const Ptr& self, bool on) { self->enable_fake_quant(on); })

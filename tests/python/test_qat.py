@@ -330,3 +330,34 @@ def test_training_forward_is_torch_ao_simulated_folding():
     assert torch.allclose(out, ref, rtol=1e-4, atol=1e-5)
     assert torch.allclose(qat.bn_running_mean, mean, rtol=1e-5, atol=1e-6)
     assert torch.allclose(qat.bn_running_var, var, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("learnable", [False, True], ids=["ste", "lsq"])
+def test_init_from_calibration(learnable):
+    torch.manual_seed(0)
+    model = Residual()
+    prepared = tqx.prepare(model.eval(), qconfig="onednn", method="mse")
+    tqx.calibrate(prepared, [torch.randn(16, 3, 8, 8) for _ in range(2)], progress=False)
+    qat = tqx.prepare_qat(model.train(), qconfig="onednn", learnable=learnable)
+    tqx.init_from_calibration(qat, prepared)
+    fqs, observers = tqx.qat._fake_quantizers(qat._c), tqx.qat._fake_quantizers(prepared._c)
+    want = [tuple(t.reshape(-1)[0].item() for t in o.calculate_qparams()) for o in observers]
+    assert [tuple(t.reshape(-1)[0].item() for t in fq.calculate_qparams()) for fq in fqs] == want
+    if learnable:
+        lsq = tqx.learnable_qparams(qat)
+        assert [(s.item(), z.item()) for s, z in zip(lsq[0::2], lsq[1::2])] == [(pytest.approx(s), z) for s, z in want]
+    tqx.disable_observer(qat)
+    _train(qat, steps=1)
+    if not learnable:
+        assert [tuple(t.reshape(-1)[0].item() for t in fq.calculate_qparams()) for fq in fqs] == want
+
+
+def test_init_from_calibration_errors():
+    model = ConvBnReluLinear()
+    qat = tqx.prepare_qat(model.train(), qconfig="onednn")
+    with pytest.raises(ValueError, match="calibrate"):
+        tqx.init_from_calibration(qat, tqx.prepare(model.eval(), qconfig="onednn"))
+    with pytest.raises(ValueError, match="same activation range"):
+        tqx.init_from_calibration(qat, tqx.prepare(model.eval(), qconfig="fbgemm"))
+    with pytest.raises(TypeError, match="torchquantx.prepare"):
+        tqx.init_from_calibration(qat, qat)
