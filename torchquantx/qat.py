@@ -157,9 +157,9 @@ def sync_observers(qat: Any, group: Optional[Any] = None) -> Any:
     converts to identical qparams. DistributedDataParallel keeps parameters identical but not this state:
 
     - activation ranges: the minimum of the observed minima and the maximum of the maxima. Called after
-      every step, this is exactly the moving average a single process would keep over the global batch
-      (each process's average moved from the same value towards its own batch's bound); called only
-      before convert, it is the widest range any process saw.
+      every step, this is exactly the moving average of the global batch's minimum and maximum (each
+      process moved the same average towards its own batch's bound, and rounding is monotonic);
+      called only before convert, it is the widest range any process ended with.
     - BatchNorm running statistics: averaged over the processes.
     - learnable (LSQ) scales and zero points: the first process's values (each process sets them from
       its own first batch; the gradients DDP averages keep them equal afterwards).
