@@ -1,16 +1,11 @@
-"""QAT measurements (#6): training-step time and fine-tuning accuracy on the reference models.
+"""QAT training-step time (#6) on the Fashion-MNIST reference models (accuracy: bench/qat_accuracy.py).
 
     speed:    one SGD step (forward, cross-entropy, backward, update) at batch 128 on Fashion-MNIST
               shapes: fp32 (the float model, eager), torchquantx prepare_qat (straight-through and
               learnable=True), and PyTorch's prepare_qat_fx (qconfig "fbgemm"), measured in one
               run, interleaved, median of --steps; --repeats runs it several times.
-    accuracy: from the trained checkpoint, PTQ (prepare + calibrate 16 x 32 train images + convert)
-              versus W8A8 QAT fine-tuning for --qat-images training images (1 epoch = 60000), then
-              freeze_bn_stats + disable_observer for the last 10% and convert; test-set accuracy of
-              both int8 models (target quantx).
 
-    nice -n 10 python3 bench/qat_speed.py speed
-    nice -n 10 python3 bench/qat_speed.py accuracy --qat-images 60000
+    nice -n 10 python3 bench/qat_speed.py speed --steps 10 --repeats 3
 """
 from __future__ import annotations
 
@@ -75,58 +70,16 @@ def speed(args: argparse.Namespace) -> None:
               flush=True)
 
 
-def _accuracy(model: torch.nn.Module, limit: int) -> float:
-    correct = total = 0
-    with torch.no_grad():
-        for xb, yb in fashion_mnist_loader("test", 500, limit=limit):
-            correct += (model(xb).argmax(1) == yb).sum().item()
-            total += len(yb)
-    return 100.0 * correct / total
-
-
-def accuracy(args: argparse.Namespace) -> None:
-    torch.set_num_threads(args.threads)
-    print(f"test accuracy (%) on {args.test_images} test images; QAT: {args.qat_images} training images "
-          f"(batch {args.batch}, SGD lr {args.lr} momentum 0.9), qconfig fbgemm, target quantx")
-    print(f"{'model':<10} {'fp32':>6} {'PTQ':>6} {'QAT':>6} {'QAT min':>8}")
-    for name in args.models:
-        model = load_reference(name)
-        fp32 = _accuracy(model, args.test_images)
-        prepared = tqx.prepare(model, qconfig="fbgemm")
-        tqx.calibrate(prepared, fashion_mnist_loader("train", 32, shuffle=True), num_batches=16, progress=False)
-        ptq = _accuracy(tqx.convert(prepared), args.test_images)
-        qat = tqx.prepare_qat(load_reference(name).train(), qconfig="fbgemm")
-        opt = torch.optim.SGD(qat.parameters(), lr=args.lr, momentum=0.9)
-        steps = max(1, args.qat_images // args.batch)
-        t0 = time.perf_counter()
-        for i, (xb, yb) in enumerate(fashion_mnist_loader("train", args.batch, shuffle=True, seed=1)):
-            if i == steps:
-                break
-            if i == int(steps * 0.9):
-                tqx.freeze_bn_stats(qat)
-                tqx.disable_observer(qat)
-            loss = F.cross_entropy(qat(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        minutes = (time.perf_counter() - t0) / 60
-        qat_acc = _accuracy(tqx.convert(qat.eval()), args.test_images)
-        print(f"{name:<10} {fp32:6.2f} {ptq:6.2f} {qat_acc:6.2f} {minutes:8.1f}")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("speed", "accuracy"))
+    p.add_argument("what", nargs="?", default="speed", choices=("speed",))
     p.add_argument("--models", nargs="+", default=reference_names(), choices=reference_names())
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=1, help="speed: runs of the whole measurement per model")
-    p.add_argument("--qat-images", type=int, default=60000, help="training images for QAT (60000 = 1 epoch)")
-    p.add_argument("--test-images", type=int, default=10000)
-    p.add_argument("--lr", type=float, default=1e-3)
     args = p.parse_args()
-    speed(args) if args.what == "speed" else accuracy(args)
+    speed(args)
 
 
 if __name__ == "__main__":
