@@ -58,11 +58,12 @@ class PackedConv : public torch::CustomClassHolder {
   int64_t out_channels() const { return weight_.size(0); }
   int64_t in_channels_per_group() const { return weight_.size(1); }
 
-  // Runs the kernel on NHWC uint8 data; x_shape is [N, H, W, C]. residual (optional) has y's
-  // layout and qparams (r_scale, r_zp); it is added before the single rounding of the epilogue.
+  // Runs the kernel on NHWC uint8 data; x_shape is [N, H, W, C]. Outputs are clamped to
+  // [relu ? y_zp : 0, qmax] (ReLU / ReLU6 / clamp). residual (optional) has y's layout and qparams
+  // (r_scale, r_zp); it is added before the single rounding of the epilogue.
   void run(const uint8_t* x, const std::array<int64_t, 4>& x_shape, double x_scale, int64_t x_zp, double y_scale,
-           int64_t y_zp, bool relu, uint8_t* y, int64_t out_h, int64_t out_w, const uint8_t* residual = nullptr,
-           double r_scale = 1.0, int64_t r_zp = 0) const {
+           int64_t y_zp, bool relu, int64_t qmax, uint8_t* y, int64_t out_h, int64_t out_w,
+           const uint8_t* residual = nullptr, double r_scale = 1.0, int64_t r_zp = 0) const {
     kernels::ConvShape s{x_shape[0], x_shape[1], x_shape[2], x_shape[3], out_h, out_w, out_channels(),
                          packed_.kernel_h, packed_.kernel_w, stride_[0], stride_[1], padding_[0], padding_[1],
                          dilation_[0], dilation_[1], groups_};
@@ -76,7 +77,7 @@ class PackedConv : public torch::CustomClassHolder {
       bias[c] = b[c] * inv_y;
     }
     kernels::ConvEpilogue e{static_cast<int32_t>(x_zp), mult.data(), bias.data(), static_cast<int32_t>(y_zp),
-                            relu ? static_cast<int32_t>(y_zp) : 0, 255};
+                            relu ? static_cast<int32_t>(y_zp) : 0, static_cast<int32_t>(qmax)};
     if (residual != nullptr) {
       e.residual = residual;
       e.residual_multiplier = static_cast<float>(r_scale) * inv_y;
@@ -122,13 +123,21 @@ void check_quint8(const char* op, const char* arg, const at::Tensor& q) {
               q.defined() ? dtype_name(q.scalar_type()) : "None");
 }
 
-at::Tensor conv2d(const at::Tensor& qx, const PackedPtr& packed, double scale, int64_t zero_point, bool relu) {
+// The upper clamp of a fused ReLU6 / clamp: at most 255, and not below the lower one.
+void check_qmax(const char* op, int64_t qmax, int64_t zero_point, bool relu) {
+  const int64_t lo = relu ? zero_point : 0;
+  TORCH_CHECK(qmax >= lo && qmax <= 255, op, ": qmax should be in [", lo, ", 255], got ", qmax);
+}
+
+at::Tensor conv2d(const at::Tensor& qx, const PackedPtr& packed, double scale, int64_t zero_point, bool relu,
+                  int64_t qmax) {
   constexpr const char* op = "quantx::conv2d";
   check_quint8(op, "qx", qx);
   TORCH_CHECK(!packed->is_linear(), op, ": packed weights are a linear layer's; use quantx::linear");
   TORCH_CHECK(qx.dim() == 4, op, ": qx should be 4-D (N, C, H, W), got shape ", qx.sizes());
   check_scale(op, scale);
   check_zero_point(op, zero_point, 0, 255);
+  check_qmax(op, qmax, zero_point, relu);
   const int64_t groups_c = packed->in_channels_per_group();
   TORCH_CHECK(qx.size(1) % groups_c == 0, op, ": qx has ", qx.size(1), " channels, the weights expect a multiple of ",
               groups_c);
@@ -139,7 +148,8 @@ at::Tensor conv2d(const at::Tensor& qx, const PackedPtr& packed, double scale, i
   at::Tensor y = at::_empty_affine_quantized({n, packed->out_channels(), oh, ow}, x.options(), scale, zero_point,
                                              c10::MemoryFormat::ChannelsLast);
   packed->run(reinterpret_cast<const uint8_t*>(x.data_ptr<c10::quint8>()), {n, h, w, c}, x.q_scale(),
-              x.q_zero_point(), scale, zero_point, relu, reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>()), oh, ow);
+              x.q_zero_point(), scale, zero_point, relu, qmax, reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>()), oh,
+              ow);
   return y;
 }
 
@@ -167,12 +177,13 @@ at::Tensor conv2d_add(const at::Tensor& qx, const PackedPtr& packed, const at::T
   at::Tensor y = at::_empty_affine_quantized(out_shape, x.options(), scale, zero_point,
                                              c10::MemoryFormat::ChannelsLast);
   packed->run(reinterpret_cast<const uint8_t*>(x.data_ptr<c10::quint8>()), {n, h, w, c}, x.q_scale(),
-              x.q_zero_point(), scale, zero_point, relu, reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>()), oh, ow,
-              reinterpret_cast<const uint8_t*>(r.data_ptr<c10::quint8>()), r.q_scale(), r.q_zero_point());
+              x.q_zero_point(), scale, zero_point, relu, 255, reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>()), oh,
+              ow, reinterpret_cast<const uint8_t*>(r.data_ptr<c10::quint8>()), r.q_scale(), r.q_zero_point());
   return y;
 }
 
-at::Tensor linear(const at::Tensor& qx, const PackedPtr& packed, double scale, int64_t zero_point, bool relu) {
+at::Tensor linear(const at::Tensor& qx, const PackedPtr& packed, double scale, int64_t zero_point, bool relu,
+                  int64_t qmax) {
   constexpr const char* op = "quantx::linear";
   check_quint8(op, "qx", qx);
   TORCH_CHECK(packed->is_linear(), op, ": packed weights are a convolution's; use quantx::conv2d");
@@ -180,6 +191,7 @@ at::Tensor linear(const at::Tensor& qx, const PackedPtr& packed, double scale, i
               packed->in_channels_per_group(), ", got shape ", qx.sizes());
   check_scale(op, scale);
   check_zero_point(op, zero_point, 0, 255);
+  check_qmax(op, qmax, zero_point, relu);
   const at::Tensor x = qx.contiguous();
   const int64_t k = x.size(-1), rows = k == 0 ? 0 : x.numel() / k;
   std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
@@ -187,7 +199,8 @@ at::Tensor linear(const at::Tensor& qx, const PackedPtr& packed, double scale, i
   at::Tensor y = at::_empty_affine_quantized(out_shape, x.options(), scale, zero_point);
   if (rows > 0) {
     packed->run(reinterpret_cast<const uint8_t*>(x.data_ptr<c10::quint8>()), {rows, 1, 1, k}, x.q_scale(),
-                x.q_zero_point(), scale, zero_point, relu, reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>()), 1, 1);
+                x.q_zero_point(), scale, zero_point, relu, qmax, reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>()), 1,
+                1);
   }
   return y;
 }
@@ -259,11 +272,11 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
   m.def("linear_prepack(Tensor weight, Tensor scales, Tensor? bias) -> __torch__.torch.classes.quantx.PackedConv",
         linear_prepack);
   m.def("conv2d(Tensor qx, __torch__.torch.classes.quantx.PackedConv packed, float output_scale, "
-        "int output_zero_point, bool relu=False) -> Tensor");
+        "int output_zero_point, bool relu=False, int qmax=255) -> Tensor");
   m.def("conv2d_add(Tensor qx, __torch__.torch.classes.quantx.PackedConv packed, Tensor qres, float output_scale, "
         "int output_zero_point, bool relu=False) -> Tensor");
   m.def("linear(Tensor qx, __torch__.torch.classes.quantx.PackedConv packed, float output_scale, "
-        "int output_zero_point, bool relu=False) -> Tensor");
+        "int output_zero_point, bool relu=False, int qmax=255) -> Tensor");
   m.def("add(Tensor qa, Tensor qb, float output_scale, int output_zero_point, bool relu=False) -> Tensor");
   m.def("quantize_nhwc(Tensor input, float scale, int zero_point) -> Tensor", quantize_nhwc);
 }

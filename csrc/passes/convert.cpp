@@ -12,6 +12,8 @@
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/runtime/operator.h>
 
+#include <algorithm>
+#include <cmath>
 #include <iomanip>
 #include <map>
 #include <sstream>
@@ -358,6 +360,9 @@ class Converter {
     inputs.push_back(graph_->insertConstant(scale));
     inputs.push_back(graph_->insertConstant(zp));
     if (own && rule.fuses_relu) inputs.push_back(graph_->insertConstant(relu != nullptr));
+    if (own && (rule.native == NativeLowering::kConv || rule.native == NativeLowering::kLinear)) {
+      inputs.push_back(graph_->insertConstant(int64_t{255}));  // qmax: fuse_relu6 may lower it
+    }
     Node* lowered = graph_->create(c10::Symbol::fromQualString(op_name), inputs);
     lowered->output()->setType(c10::TensorType::get());
     lowered->copyMetadata(n);  // the layer (scope) the op came from, for reports
@@ -500,8 +505,9 @@ class Converter {
   }
 
   // quantx::conv2d / linear followed by ReLU6 (aten::hardtanh(x, 0, 6) or aten::relu6) on the same
-  // qparams: when the int8 range tops out at or below 6 ((255 - zp) * scale <= 6) the upper clamp
-  // can never bind after saturation, so ReLU6 is exactly the ReLU flag of the kernel.
+  // qparams: ReLU6 on an int8 tensor clamps its integers to [zp, q(6)], with q(6) rounded as
+  // PyTorch's quantize_val does (float reciprocal of the scale, round half to even, then clamped to
+  // [0, 255]). The kernel's epilogue clamps to the same bounds (relu flag and qmax), bit for bit.
   void fuse_relu6() {
     const std::unordered_set<c10::Symbol> producers = {c10::Symbol::fromQualString("quantx::conv2d"),
                                                        c10::Symbol::fromQualString("quantx::linear")};
@@ -512,7 +518,7 @@ class Converter {
     for (Node* n : clamps) {
       Value* c = n->input(0);
       Node* op = c->node();
-      if (!producers.count(op->kind()) || c->uses().size() != 1) continue;
+      if (!producers.count(op->kind()) || c->uses().size() != 1 || op->inputs().size() < 6) continue;
       if (n->kind() == c10::aten::hardtanh) {
         const auto lo = torch::jit::toIValue(n->input(1)), hi = torch::jit::toIValue(n->input(2));
         if (!lo || !hi || !lo->isDouble() || !hi->isDouble() || lo->toDouble() != 0.0 || hi->toDouble() != 6.0) {
@@ -520,14 +526,17 @@ class Converter {
         }
       }
       const auto scale = torch::jit::toIValue(op->input(2)), zp = torch::jit::toIValue(op->input(3));
-      const auto relu = torch::jit::toIValue(op->input(4));
-      if (!scale || !zp || !relu || relu->toBool()) continue;
-      if ((255 - zp->toInt()) * scale->toDouble() > 6.0) continue;
+      const auto relu = torch::jit::toIValue(op->input(4)), qmax = torch::jit::toIValue(op->input(5));
+      if (!scale || !zp || !relu || !qmax || relu->toBool() || qmax->toInt() != 255) continue;
+      const float inv_scale = 1.0f / static_cast<float>(scale->toDouble());
+      const int64_t q6 =
+          std::min<int64_t>(255, std::max<int64_t>(0, zp->toInt() + static_cast<int64_t>(std::nearbyint(6.0f * inv_scale))));
       torch::jit::WithInsertPoint guard(op);
       op->replaceInput(4, graph_->insertConstant(true));
+      op->replaceInput(5, graph_->insertConstant(q6));
       report_.push_back(describe(op) + " + " + n->kind().toQualString() + " -> " + op->kind().toQualString() +
-                        "(relu)  (ReLU6: the int8 range ends at " + fmt((255 - zp->toInt()) * scale->toDouble()) +
-                        " <= 6)");
+                        "(relu)  (ReLU6 as the epilogue clamp [" + std::to_string(zp->toInt()) + ", " +
+                        std::to_string(q6) + "])");
       n->output()->replaceAllUsesWith(c);
       destroy(n);
     }

@@ -1,6 +1,7 @@
 """The prepare -> calibrate -> convert API: behaviour, guarantees and error messages."""
 import io
 import math
+import re
 
 import pytest
 import torch
@@ -392,9 +393,44 @@ def test_quantx_target_fuses_relu6_exactly():
     graph = str(ours.graph)
     assert "aten::hardtanh" not in graph and "aten::hardtanh" in str(native.graph)
     text = tqx.summary(ours, file=io.StringIO())
-    assert "+ aten::hardtanh -> quantx::conv2d(relu)  (ReLU6" in text
+    assert "+ aten::hardtanh -> quantx::conv2d(relu)  (ReLU6 as the epilogue clamp [" in text
     x = data[0]
     assert torch.equal(ours(x), native(x))
+
+
+@pytest.mark.parametrize("final", ["relu6", "linear"])
+def test_quantx_relu6_fuses_as_a_clamp_when_the_range_passes_6(final):
+    # The conv output is observed before ReLU6 (its range reaches about +-10), so ReLU6 must clamp
+    # the integers at q(6), below 255; the fused kernel does that in its epilogue, bit-exact with
+    # PyTorch's quantized hardtanh after quantized::conv2d.
+    torch.backends.quantized.engine = "onednn"
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(3, 16, 3, padding=1), nn.ReLU6(), nn.Conv2d(16, 8, 1), nn.ReLU6()]
+    if final == "linear":
+        layers += [nn.Flatten(), nn.Linear(8 * 12 * 12, 10), nn.ReLU6()]
+    model = nn.Sequential(*layers).eval()
+    g = torch.Generator().manual_seed(2)
+    data = [torch.randn(2, 3, 12, 12, generator=g) * 4 for _ in range(3)]
+    p = tqx.prepare(model)
+    tqx.calibrate(p, data, progress=False)
+    native, ours = tqx.convert(p, target="native"), tqx.convert(p, target="quantx")
+    assert "aten::hardtanh" not in str(ours.graph)
+    text = tqx.summary(ours, file=io.StringIO())
+    clamps = [int(c) for c in re.findall(r"ReLU6 as the epilogue clamp \[\d+, (\d+)\]", text)]
+    assert len(clamps) == (3 if final == "linear" else 2) and min(clamps) < 255, text
+    for x in data + [torch.randn(2, 3, 12, 12, generator=g) * 8]:
+        assert torch.equal(ours(x), native(x)), text
+
+
+def test_quantx_conv2d_rejects_a_bad_qmax():
+    torch.manual_seed(0)
+    packed = torch.ops.quantx.conv_prepack(torch.randint(-8, 8, (4, 3, 1, 1), dtype=torch.int8), torch.full((4,), 0.1),
+                                           None, [1, 1], [0, 0], [1, 1], 1)
+    qx = torch.quantize_per_tensor(torch.rand(1, 3, 4, 4), 0.01, 0, torch.quint8)
+    with pytest.raises(RuntimeError, match=r"quantx::conv2d: qmax should be in \[10, 255\], got 5"):
+        torch.ops.quantx.conv2d(qx, packed, 0.05, 10, True, 5)
+    with pytest.raises(RuntimeError, match=r"qmax should be in \[0, 255\], got 256"):
+        torch.ops.quantx.conv2d(qx, packed, 0.05, 10, False, 256)
 
 
 _HELPER_METHOD_MODEL = r'''
