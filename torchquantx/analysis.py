@@ -645,9 +645,10 @@ def quantize_to_target(model: Any, data: Iterable[Any], metric: Optional[Callabl
     metric: as torchquantx.analyze takes it (a callable on a model, higher is better); default the
     output SQNR (dB) on `data`. The target is the float model's metric minus max_drop, or min_metric
     (with the default metric only min_metric makes sense: the float model's SQNR is infinite).
-    Layers are ranked by simulated sensitivity (analyze); each step converts the real model (prepare
-    with skip=[...], calibrate on `data`, convert) and measures the metric on it. The plan's float
-    layers are then pruned: any whose removal still meets the target goes back to int8.
+    Layers are ranked by simulated sensitivity (analyze), and re-ranked after each step given the
+    layers already in float; each step converts the real model (prepare with skip=[...], calibrate on
+    `data`, convert) and measures the metric on it. The plan's float layers are then pruned: any whose
+    removal still meets the target goes back to int8.
     prepare_options (weight_bits=4, observer=..., ...) go to torchquantx.prepare.
     Returns (int8 ScriptModule, TargetPlan).
     """
@@ -737,7 +738,17 @@ def quantize_to_target(model: Any, data: Iterable[Any], metric: Optional[Callabl
     chosen: List[str] = []
     remaining = list(ranked)
     current, q_best = int8_metric, q_all
+
+    def without(names: Sequence[str]) -> Tuple[List[int], List[int]]:
+        a = {i for n in names for i in units.acts.get(n, [])}
+        w = {i for n in names for i in units.weights.get(n, [])}
+        return [i for i in all_a if i not in a], [i for i in all_w if i not in w]
+
     while remaining and current < goal:
+        if chosen:  # gains given the layers already in float (they are not additive)
+            here = simulate(*without(chosen))
+            for n in remaining:
+                gains[n] = simulate(*without(chosen + [n])) - here
         top = max(gains[n] for n in remaining)
         # Among the layers that help nearly as much as the best one, the cheapest to keep in float.
         near = [n for n in remaining if gains[n] >= 0.75 * top] if top > 0 else remaining
