@@ -10,6 +10,7 @@ user code can read them (and build them by hand in tests).
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import math
@@ -17,7 +18,7 @@ import re
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import torch
 
@@ -264,6 +265,17 @@ class _Probe:
         return _first_tensor(out), taps
 
 
+@contextlib.contextmanager
+def _steps(total: int, desc: str, unit: str, progress: bool) -> Iterator[Callable[[], None]]:
+    """A progress bar over `total` steps (tqdm); yields the function that advances it."""
+    bar = tqdm(total=total, desc=desc, unit=unit, disable=not progress) if tqdm else None
+    try:
+        yield (lambda: bar.update(1)) if bar is not None else (lambda: None)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def _first_tensor(out: Any) -> torch.Tensor:
     while isinstance(out, (tuple, list)):
         out = out[0]
@@ -504,8 +516,7 @@ def analyze(model: Any, data: Iterable[Any], *, qconfig: str = "x86", method: Op
         hists[i] = torch.zeros(bins, dtype=torch.float64)
     refs: List[torch.Tensor] = []
     out_acc = _Acc()
-    bar = tqdm(total=len(inputs), desc="analyze: layers", unit="batch", disable=not progress) if tqdm else None
-    try:
+    with _steps(len(inputs), "analyze: layers", "batch", progress) as step:
         for args in inputs:
             probe.configure([], [])
             ref, f_taps = probe.run(args, record=True)
@@ -526,11 +537,7 @@ def analyze(model: Any, data: Iterable[Any], *, qconfig: str = "x86", method: Op
                 for i, q in q_taps.items():
                     if i in f_taps and q.is_floating_point():
                         accs[i].add(f_taps[i], q)
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+            step()
 
     layers: List[LayerStats] = []
     for i, (attr, place, layer, op) in enumerate(probe.acts):
@@ -557,19 +564,13 @@ def analyze(model: Any, data: Iterable[Any], *, qconfig: str = "x86", method: Op
     ranking: List[Sensitivity] = []
     if sensitivity:
         units = _Units(probe)
-        bar = tqdm(total=len(units.names), desc="analyze: sensitivity", unit="layer",
-                   disable=not progress) if tqdm else None
-        try:
+        with _steps(len(units.names), "analyze: sensitivity", "layer", progress) as step:
             for name in units.names:
                 a, w = units.acts.get(name, []), units.weights.get(name, [])
                 alone = evaluate(a, w)
                 rest = evaluate([i for i in all_a if i not in a], [i for i in all_w if i not in w])
                 ranking.append(Sensitivity(name, alone, rest, rest - int8_metric))
-                if bar is not None:
-                    bar.update(1)
-        finally:
-            if bar is not None:
-                bar.close()
+                step()
         ranking.sort(key=lambda s: -s.gain if math.isfinite(s.gain) else -math.inf)
 
     notes = [f"int8 simulated by fake-quantization with convert's qparams and weight rounding; the simulated "
@@ -708,32 +709,22 @@ def quantize_to_target(model: Any, data: Iterable[Any], metric: Optional[Callabl
 
     base = simulate(all_a, all_w)
     leaves = units.leaves()
-    bar = tqdm(total=len(leaves), desc=f"{fn}: sensitivity", unit="layer", disable=not progress) if tqdm else None
     gains: Dict[str, float] = {}
-    try:
+    with _steps(len(leaves), f"{fn}: sensitivity", "layer", progress) as step:
         for name in leaves:
             a, w = units.acts.get(name, []), units.weights.get(name, [])
             gains[name] = simulate([i for i in all_a if i not in a], [i for i in all_w if i not in w]) - base
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+            step()
     ranked = sorted((n for n in leaves if gains[n] > 0), key=lambda n: -gains[n])[:candidates]
     if not ranked:
         ranked = sorted(leaves, key=lambda n: -gains[n])[:candidates]
     # Measured cost of keeping each candidate in float: the real model's time with it skipped.
     costs: Dict[str, float] = {}
-    bar = tqdm(total=len(ranked), desc=f"{fn}: per-layer speed", unit="layer", disable=not progress) if tqdm else None
-    try:
+    with _steps(len(ranked), f"{fn}: per-layer speed", "layer", progress) as step:
         for name in ranked:
             with_float, all_int8 = _interleaved_ms([build([name]), q_all], inputs[0], timing_iters)
             costs[name] = with_float - all_int8
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+            step()
 
     chosen: List[str] = []
     remaining = list(ranked)
