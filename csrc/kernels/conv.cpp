@@ -153,6 +153,43 @@ void im2col(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x, in
   }
 }
 
+// The indirection buffer of rows [m, m + rows) for GemmIndirectTileFn: per output pixel, the input
+// pixel (channel 0) of each tap, or `zero` where the tap falls in the padding. Pixels whose window
+// lies inside the input take fixed offsets from the window's first pixel.
+void build_indirection(const ConvShape& s, const uint8_t* x, const uint8_t* zero, int64_t m, int64_t rows,
+                       const uint8_t** out) {
+  const int64_t taps = s.kernel_h * s.kernel_w;
+  std::vector<int64_t> offsets(static_cast<size_t>(taps));
+  for (int64_t kh = 0, t = 0; kh < s.kernel_h; ++kh) {
+    for (int64_t kw = 0; kw < s.kernel_w; ++kw, ++t) offsets[t] = (kh * s.dilation_h * s.in_w + kw * s.dilation_w) * s.in_c;
+  }
+  const int64_t span_h = (s.kernel_h - 1) * s.dilation_h, span_w = (s.kernel_w - 1) * s.dilation_w;
+  int64_t n = m / (s.out_h * s.out_w), oh = m / s.out_w % s.out_h, ow = m % s.out_w;
+  for (int64_t r = 0; r < rows; ++r, out += taps) {
+    const int64_t ih0 = oh * s.stride_h - s.pad_h, iw0 = ow * s.stride_w - s.pad_w;
+    const uint8_t* image = x + n * s.in_h * s.in_w * s.in_c;
+    if (ih0 >= 0 && ih0 + span_h < s.in_h && iw0 >= 0 && iw0 + span_w < s.in_w) {
+      const uint8_t* base = image + (ih0 * s.in_w + iw0) * s.in_c;
+      for (int64_t t = 0; t < taps; ++t) out[t] = base + offsets[t];
+    } else {
+      for (int64_t kh = 0, t = 0; kh < s.kernel_h; ++kh) {
+        const int64_t ih = ih0 + kh * s.dilation_h;
+        for (int64_t kw = 0; kw < s.kernel_w; ++kw, ++t) {
+          const int64_t iw = iw0 + kw * s.dilation_w;
+          out[t] = ih >= 0 && ih < s.in_h && iw >= 0 && iw < s.in_w ? image + (ih * s.in_w + iw) * s.in_c : zero;
+        }
+      }
+    }
+    if (++ow == s.out_w) {
+      ow = 0;
+      if (++oh == s.out_h) {
+        oh = 0;
+        ++n;
+      }
+    }
+  }
+}
+
 // Calls the kernel's begin/end hooks (AMX tile configuration) around one thread's tiles.
 struct TileSession {
   explicit TileSession(const GemmKernels& k) : k_(k) {
@@ -168,6 +205,38 @@ struct TileSession {
   const GemmKernels& k_;
 };
 
+// Convolutions whose per-group input channels fill whole k-groups: the tiles read the input through
+// an indirection buffer, with no im2col copy.
+void gemm_rows_indirect(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
+                        const ConvEpilogue& e, const PaddedEpilogue& pe, uint8_t* y, int64_t m_begin, int64_t m_end) {
+  const int64_t cout_g = w.out_c / w.groups, cin_g = w.in_c_per_group, b_stride = w.k_alloc * 16;
+  const int64_t taps = s.kernel_h * s.kernel_w;
+  thread_local std::vector<const uint8_t*> pointers;
+  thread_local std::vector<uint8_t> zero;
+  pointers.resize(static_cast<size_t>(kRowBlock * taps));
+  zero.assign(static_cast<size_t>(s.in_c), static_cast<uint8_t>(e.input_zero_point));
+  const auto* packed = reinterpret_cast<const int8_t*>(w.packed.data());
+  TileSession session(k);
+  for (int64_t mb = m_begin; mb < m_end; mb += kRowBlock) {
+    const int64_t rows = std::min(kRowBlock, m_end - mb);
+    build_indirection(s, x, zero.data(), mb, rows, pointers.data());
+    for (int64_t g = 0; g < w.groups; ++g) {
+      const int8_t* bg = packed + g * w.n_blocks * b_stride;
+      for (int64_t n0 = 0; n0 < cout_g; n0 += k.max_cols) {
+        const int64_t cols = std::min(k.max_cols, cout_g - n0);
+        const int64_t max_rows = k.max_rows[(cols + 15) / 16];
+        TileEpilogue te = tile_epilogue(pe, g * pe.group_stride + n0, e);
+        const int64_t col0 = g * cout_g + n0;
+        for (int64_t r = 0; r < rows; r += max_rows) {
+          if (e.residual != nullptr) te.residual = e.residual + (mb + r) * s.out_c + col0;
+          k.indirect_tile(std::min(max_rows, rows - r), cols, taps, cin_g, pointers.data() + r * taps, g * cin_g,
+                          bg + n0 / 16 * b_stride, b_stride, te, y + (mb + r) * s.out_c + col0, s.out_c);
+        }
+      }
+    }
+  }
+}
+
 void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
                const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end) {
   const int64_t cout_g = w.out_c / w.groups, k_eff = round_up(w.k, k.k_align), b_stride = w.k_alloc * 16;
@@ -176,6 +245,10 @@ void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights
                       s.pad_w == 0 && w.groups == 1 && s.in_c % k.k_align == 0;
   const int64_t pixels = s.batch * s.out_h * s.out_w;
   const PaddedEpilogue pe = pad_epilogue(w, e);
+  if (!direct && k.indirect_tile != nullptr && w.in_c_per_group % k.k_align == 0) {
+    gemm_rows_indirect(k, s, w, x, e, pe, y, m_begin, m_end);
+    return;
+  }
   thread_local std::vector<uint8_t> scratch;
   scratch.resize(std::max(scratch.size(), static_cast<size_t>((kRowBlock + k.row_align) * k_eff)));
   const auto* packed = reinterpret_cast<const int8_t*>(w.packed.data());

@@ -27,6 +27,14 @@ struct TileEpilogue {
 using GemmTileFn = void (*)(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda,
                             const int8_t* b, int64_t b_stride, const TileEpilogue& e, uint8_t* y, int64_t ldy);
 
+// The same product without an im2col copy (an implicit GEMM through an indirection buffer, as
+// XNNPACK's igemm): row i's reduction is `taps` runs of k_tap bytes (a multiple of k_align), run t
+// starting at a[i * taps + t] + a_offset; B's k-groups follow the runs in order (tap-major, as the
+// packed OHWI weights). Padding taps point at a buffer of input zero points.
+using GemmIndirectTileFn = void (*)(int64_t rows, int64_t cols, int64_t taps, int64_t k_tap,
+                                    const uint8_t* const* a, int64_t a_offset, const int8_t* b, int64_t b_stride,
+                                    const TileEpilogue& e, uint8_t* y, int64_t ldy);
+
 // Depthwise convolution of one output pixel over channels [0, channels): taps[t] points at the
 // input pixel of tap t (channel 0) or is null for padding (contributes the input zero point).
 // w: [ceil(taps/2)][channels rounded to 16][2] int16 pairs of consecutive taps.
@@ -55,6 +63,7 @@ struct GemmKernels {
   void (*end)();        // null, or called after its last tile
   DepthwisePixelFn depthwise;
   DepthwiseRowsFn depthwise_rows = nullptr;  // optional faster whole-range kernel
+  GemmIndirectTileFn indirect_tile = nullptr;  // optional: convolutions without im2col (same max_rows)
 };
 
 // Null when this build lacks the ISA.

@@ -157,6 +157,12 @@ const std::vector<SimdCase>& simd_cases() {
       {1, 13, 11, 64, 130, 3, 3, 1, 1, 1, 1},   // rows over several im2col blocks, 3 column tiles
       {1, 10, 10, 128, 48, 1, 1, 1, 0, 1, 1},   // 1x1 direct on every kernel (in_c % 64 == 0), 100 rows
       {1, 3, 7, 192, 40, 1, 1, 1, 0, 1, 1},     // 1x1 direct, 21 rows: AMX reads its last tile via a copy
+      // Implicit GEMM (in_c per group a multiple of 4: tiles read the input through pointers).
+      {2, 9, 9, 32, 72, 3, 3, 2, 1, 1, 1},      // stride 2, two images, column tail
+      {1, 7, 9, 16, 20, 5, 5, 1, 4, 1, 1},      // padding as wide as the kernel: all-padding windows
+      {2, 8, 8, 16, 32, 1, 1, 2, 0, 1, 1},      // 1x1 stride 2 (resnet's downsample)
+      {1, 7, 7, 512, 80, 3, 3, 1, 1, 1, 1},     // long runs per tap (layer4-like)
+      {1, 10, 13, 8, 16, 3, 3, 1, 2, 2, 2},     // grouped with dilation (4 channels per group)
   };
   return cases;
 }

@@ -1,6 +1,6 @@
 // AVX-512 VNNI microkernels of the int8 convolution: a register tile of up to 12 rows x 64
-// columns accumulated with vpdpbusd (64 multiply-adds per instruction), and the depthwise pixel
-// kernel on vpdpwssd. Layouts and arithmetic: Note [Packed weights] in kernels/conv.cpp.
+// columns accumulated with vpdpbusd (64 multiply-adds per instruction), over im2col rows or through
+// an indirection buffer, and the depthwise kernels on vpdpwssd. Layouts and arithmetic: Note [Packed weights] in kernels/conv.cpp.
 #include <immintrin.h>
 
 #include <cstring>
@@ -28,49 +28,97 @@ inline void dpbusd_in_place(__m512i& acc, __m512i a, __m512i b) {
   __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
 }
 
+// The accumulators start at -input_zero_point * column sum (Note [Packed weights]), so the sum of
+// x * w they reach is already the reference's sum of (x - x_zp) * w (int32, wrapping alike).
 template <int R, int NB>
-void tile(int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b, int64_t bstride,
-          const TileEpilogue& e, uint8_t* y, int64_t ldy) {
-  const int64_t k4 = k_padded / 4;
-  __m512i acc[R][NB];
-#pragma GCC unroll 16
-  for (int i = 0; i < R; ++i) {
+inline void init_acc(__m512i (&acc)[R][NB], const TileEpilogue& e) {
+  const __m512i xz = _mm512_set1_epi32(e.input_zero_point);
 #pragma GCC unroll 4
-    for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_setzero_si512();
+  for (int j = 0; j < NB; ++j) {
+    const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                           _mm512_mullo_epi32(xz, _mm512_loadu_si512(e.col_sums + 16 * j)));
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) acc[i][j] = start;
   }
+}
+
+// k4 k-groups of rows a[0..R) (4 bytes each) against B's k-groups from b (block j at b + j * bstride).
+template <int R, int NB>
+inline void accumulate(__m512i (&acc)[R][NB], const uint8_t* const (&a)[R], int64_t k4, const int8_t* b,
+                       int64_t bstride) {
   for (int64_t k = 0; k < k4; ++k) {
     __m512i bv[NB];
 #pragma GCC unroll 4
     for (int j = 0; j < NB; ++j) bv[j] = _mm512_load_si512(b + j * bstride + k * 64);
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
-      const __m512i av = broadcast4(a + i * lda + k * 4);
+      const __m512i av = broadcast4(a[i] + k * 4);
 #pragma GCC unroll 4
       for (int j = 0; j < NB; ++j) dpbusd_in_place(acc[i][j], av, bv[j]);
     }
   }
-  const __m512i xz = _mm512_set1_epi32(e.input_zero_point);
+}
+
+template <int R, int NB>
+inline void store(const __m512i (&acc)[R][NB], int64_t cols, const TileEpilogue& e, uint8_t* y, int64_t ldy) {
+  const __m512i zero = _mm512_setzero_si512();
 #pragma GCC unroll 4
   for (int j = 0; j < NB; ++j) {
     const int64_t n = cols - 16 * j;
     const __mmask16 mask = n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
-    const __m512i zcs = _mm512_mullo_epi32(xz, _mm512_loadu_si512(e.col_sums + 16 * j));
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       const uint8_t* res = e.residual != nullptr ? e.residual + i * ldy + 16 * j : nullptr;
-      const __m512i q = requantize16(acc[i][j], zcs, e.multiplier + 16 * j, e.bias + 16 * j, res, mask, e);
+      const __m512i q = requantize16(acc[i][j], zero, e.multiplier + 16 * j, e.bias + 16 * j, res, mask, e);
       _mm512_mask_cvtepi32_storeu_epi8(y + i * ldy + 16 * j, mask, q);
     }
   }
 }
 
+template <int R, int NB>
+void tile(int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b, int64_t bstride,
+          const TileEpilogue& e, uint8_t* y, int64_t ldy) {
+  __m512i acc[R][NB];
+  init_acc(acc, e);
+  const uint8_t* rows[R];
+#pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) rows[i] = a + i * lda;
+  accumulate(acc, rows, k_padded / 4, b, bstride);
+  store(acc, cols, e, y, ldy);
+}
+
+// The implicit GEMM: per tap, each row's k_tap bytes start at its own pointer.
+template <int R, int NB>
+void indirect_tile(int64_t cols, int64_t taps, int64_t k_tap, const uint8_t* const* a, int64_t a_offset,
+                   const int8_t* b, int64_t bstride, const TileEpilogue& e, uint8_t* y, int64_t ldy) {
+  __m512i acc[R][NB];
+  init_acc(acc, e);
+  const int64_t k4 = k_tap / 4;
+  for (int64_t t = 0; t < taps; ++t, b += k4 * 64) {
+    const uint8_t* rows[R];
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) rows[i] = a[i * taps + t] + a_offset;
+    accumulate(acc, rows, k4, b, bstride);
+  }
+  store(acc, cols, e, y, ldy);
+}
+
 using TileImpl = void (*)(int64_t, int64_t, const uint8_t*, int64_t, const int8_t*, int64_t, const TileEpilogue&,
                           uint8_t*, int64_t);
+using IndirectTileImpl = void (*)(int64_t, int64_t, int64_t, const uint8_t* const*, int64_t, const int8_t*, int64_t,
+                                  const TileEpilogue&, uint8_t*, int64_t);
 
 template <int NB, int... Rs>
 constexpr TileImpl pick(int64_t rows, std::integer_sequence<int, Rs...>) {
   TileImpl out = nullptr;
   ((out = rows == Rs + 1 ? &tile<Rs + 1, NB> : out), ...);
+  return out;
+}
+
+template <int NB, int... Rs>
+constexpr IndirectTileImpl pick_indirect(int64_t rows, std::integer_sequence<int, Rs...>) {
+  IndirectTileImpl out = nullptr;
+  ((out = rows == Rs + 1 ? &indirect_tile<Rs + 1, NB> : out), ...);
   return out;
 }
 
@@ -88,11 +136,31 @@ void gemm_tile(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, i
   f(cols, k_padded, a, lda, b, b_stride, e, y, ldy);
 }
 
+void gemm_indirect_tile(int64_t rows, int64_t cols, int64_t taps, int64_t k_tap, const uint8_t* const* a,
+                        int64_t a_offset, const int8_t* b, int64_t b_stride, const TileEpilogue& e, uint8_t* y,
+                        int64_t ldy) {
+  IndirectTileImpl f = nullptr;
+  switch ((cols + 15) / 16) {
+    case 1: f = pick_indirect<1>(rows, std::make_integer_sequence<int, kMaxRows[1]>()); break;
+    case 2: f = pick_indirect<2>(rows, std::make_integer_sequence<int, kMaxRows[2]>()); break;
+    case 3: f = pick_indirect<3>(rows, std::make_integer_sequence<int, kMaxRows[3]>()); break;
+    default: f = pick_indirect<4>(rows, std::make_integer_sequence<int, kMaxRows[4]>()); break;
+  }
+  f(cols, taps, k_tap, a, a_offset, b, b_stride, e, y, ldy);
+}
+
 using avx512::depthwise_pixel;
 
-const GemmKernels kKernels{gemm_tile,       64,      {0, kMaxRows[1], kMaxRows[2], kMaxRows[3], kMaxRows[4]},
-                           4,               1,       nullptr,
-                           nullptr,         depthwise_pixel, avx512::depthwise_rows};
+const GemmKernels kKernels{gemm_tile,
+                           64,
+                           {0, kMaxRows[1], kMaxRows[2], kMaxRows[3], kMaxRows[4]},
+                           4,
+                           1,
+                           nullptr,
+                           nullptr,
+                           depthwise_pixel,
+                           avx512::depthwise_rows,
+                           gemm_indirect_tile};
 
 }  // namespace
 
