@@ -117,39 +117,61 @@ inline void fill_short(uint8_t* dst, uint8_t v, int64_t n) {
 
 // Rows [m, m + rows) of group g's im2col matrix, k_eff bytes each (zeros after the k real ones).
 // With one group and no dilation, the kernel_w taps of a kernel row are adjacent pixels, so each
-// kernel row is one copy (clipped at the image edges) rather than kernel_w.
+// kernel row is one copy (clipped at the image edges) rather than kernel_w; windows inside the
+// input (most of them) copy their rows without per-row checks. Pixels advance without divisions.
 void im2col(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x, int64_t g, int64_t m,
             int64_t rows, uint8_t zero, int64_t k_eff, uint8_t* out) {
-  const int64_t cin_g = w.in_c_per_group;
+  const int64_t cin_g = w.in_c_per_group, span = s.kernel_w * cin_g;
   const bool spans = s.groups == 1 && s.dilation_w == 1;
-  for (int64_t r = 0; r < rows; ++r, ++m) {
-    const int64_t n = m / (s.out_h * s.out_w), oh = m / s.out_w % s.out_h, ow = m % s.out_w;
+  const int64_t span_h = (s.kernel_h - 1) * s.dilation_h, span_w = (s.kernel_w - 1) * s.dilation_w;
+  const int64_t row_step = s.dilation_h * s.in_w * s.in_c;
+  int64_t n = m / (s.out_h * s.out_w), oh = m / s.out_w % s.out_h, ow = m % s.out_w;
+  for (int64_t r = 0; r < rows; ++r) {
     uint8_t* dst = out + r * k_eff;
-    const int64_t iw0 = ow * s.stride_w - s.pad_w;
-    for (int64_t kh = 0; kh < s.kernel_h; ++kh) {
-      const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
-      const uint8_t* xrow = x + (n * s.in_h + ih) * s.in_w * s.in_c + g * cin_g;
-      if (ih < 0 || ih >= s.in_h) {
-        fill_short(dst, zero, s.kernel_w * cin_g);
-        dst += s.kernel_w * cin_g;
-      } else if (spans) {
-        const int64_t lo = std::max<int64_t>(0, -iw0), hi = std::min<int64_t>(s.kernel_w, s.in_w - iw0);
-        if (lo > 0) fill_short(dst, zero, lo * cin_g);
-        if (hi > lo) copy_short(dst + lo * cin_g, xrow + (iw0 + lo) * s.in_c, (hi - lo) * cin_g);
-        if (hi < s.kernel_w) fill_short(dst + std::max(hi, lo) * cin_g, zero, (s.kernel_w - std::max(hi, lo)) * cin_g);
-        dst += s.kernel_w * cin_g;
+    const int64_t ih0 = oh * s.stride_h - s.pad_h, iw0 = ow * s.stride_w - s.pad_w;
+    if (spans && ih0 >= 0 && ih0 + span_h < s.in_h && iw0 >= 0 && iw0 + span_w < s.in_w) {
+      const uint8_t* src = x + ((n * s.in_h + ih0) * s.in_w + iw0) * s.in_c;
+      if (span >= 16 && span <= 32) {  // the stem's 7 x 3 channels: two overlapping 16-byte moves
+        for (int64_t kh = 0; kh < s.kernel_h; ++kh, dst += span, src += row_step) {
+          __builtin_memcpy(dst, src, 16);
+          __builtin_memcpy(dst + span - 16, src + span - 16, 16);
+        }
       } else {
-        for (int64_t kw = 0; kw < s.kernel_w; ++kw, dst += cin_g) {
-          const int64_t iw = iw0 + kw * s.dilation_w;
-          if (iw < 0 || iw >= s.in_w) {
-            fill_short(dst, zero, cin_g);
-          } else {
-            copy_short(dst, xrow + iw * s.in_c, cin_g);
+        for (int64_t kh = 0; kh < s.kernel_h; ++kh, dst += span, src += row_step) copy_short(dst, src, span);
+      }
+    } else {
+      for (int64_t kh = 0; kh < s.kernel_h; ++kh) {
+        const int64_t ih = ih0 + kh * s.dilation_h;
+        const uint8_t* xrow = x + (n * s.in_h + ih) * s.in_w * s.in_c + g * cin_g;
+        if (ih < 0 || ih >= s.in_h) {
+          fill_short(dst, zero, span);
+          dst += span;
+        } else if (spans) {
+          const int64_t lo = std::max<int64_t>(0, -iw0), hi = std::min<int64_t>(s.kernel_w, s.in_w - iw0);
+          if (lo > 0) fill_short(dst, zero, lo * cin_g);
+          if (hi > lo) copy_short(dst + lo * cin_g, xrow + (iw0 + lo) * s.in_c, (hi - lo) * cin_g);
+          if (hi < s.kernel_w) fill_short(dst + std::max(hi, lo) * cin_g, zero, (s.kernel_w - std::max(hi, lo)) * cin_g);
+          dst += span;
+        } else {
+          for (int64_t kw = 0; kw < s.kernel_w; ++kw, dst += cin_g) {
+            const int64_t iw = iw0 + kw * s.dilation_w;
+            if (iw < 0 || iw >= s.in_w) {
+              fill_short(dst, zero, cin_g);
+            } else {
+              copy_short(dst, xrow + iw * s.in_c, cin_g);
+            }
           }
         }
       }
     }
     fill_short(dst, 0, k_eff - w.k);  // the padded k has zero weights
+    if (++ow == s.out_w) {
+      ow = 0;
+      if (++oh == s.out_h) {
+        oh = 0;
+        ++n;
+      }
+    }
   }
 }
 

@@ -62,6 +62,26 @@ inline void accumulate(__m512i (&acc)[R][NB], const uint8_t* const (&a)[R], int6
 template <int R, int NB>
 inline void store(const __m512i (&acc)[R][NB], int64_t cols, const TileEpilogue& e, uint8_t* y, int64_t ldy) {
   const __m512i zero = _mm512_setzero_si512();
+  if constexpr (NB == 4) {
+    if (cols == 64) {
+      // Whole rows of 64 columns: the four vectors (each in [qmin, qmax], so the saturating packs
+      // are exact) packed to bytes and put back in column order with one vpermd, one store per row.
+      const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+#pragma GCC unroll 16
+      for (int i = 0; i < R; ++i) {
+        const uint8_t* res = e.residual != nullptr ? e.residual + i * ldy : nullptr;
+        __m512i q[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          q[j] = requantize16(acc[i][j], zero, e.multiplier + 16 * j, e.bias + 16 * j,
+                              res != nullptr ? res + 16 * j : nullptr, 0xFFFF, e);
+        }
+        const __m512i bytes = _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
+        _mm512_storeu_si512(y + i * ldy, _mm512_permutexvar_epi32(order, bytes));
+      }
+      return;
+    }
+  }
 #pragma GCC unroll 4
   for (int j = 0; j < NB; ++j) {
     const int64_t n = cols - 16 * j;
