@@ -103,7 +103,7 @@ def main() -> None:
     p.add_argument("--learnable", action="store_true", help="LSQ: learned activation scale and zero point")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-4, help="AdamW peak learning rate (cosine to 0)")
+    p.add_argument("--lr", type=float, default=2e-4, help="AdamW peak learning rate (cosine to 0)")
     p.add_argument("--freeze-bn", type=float, default=0.6, help="fraction of the steps before freeze_bn_stats")
     p.add_argument("--freeze-observer", type=float, default=0.8,
                    help="fraction of the steps before disable_observer")
