@@ -10,8 +10,9 @@ from ._library import library_path, load as _load
 _load()
 
 from . import _C  # noqa: E402  (needs the library loaded first)
-from . import analysis, calibration, observers, ops, qat, quantize, recovery  # noqa: E402
+from . import analysis, calibration, observers, ops, qat, quantize, recovery, report  # noqa: E402
 from .analysis import analyze, quantize_to_target  # noqa: E402
+from .report import write_report  # noqa: E402
 from .export import export_onnx, read_qparams_json, read_trt_cache, write_qparams_json, write_trt_cache  # noqa: E402
 from .calibration import (calibrate_from_batchnorm, calibration_method, choose_calibration_methods,  # noqa: E402
                           compare_methods, set_calibration_method)
@@ -74,7 +75,7 @@ def reset_max_isa() -> None:
 
 
 __all__ = [
-    "analysis", "analyze", "quantize_to_target",
+    "analysis", "analyze", "quantize_to_target", "report", "write_report",
     "adaround", "adaround_report", "bias_correction", "equalize", "ptq", "recovery",
     "disable_fake_quant", "disable_observer", "enable_fake_quant", "enable_observer", "freeze_bn_stats",
     "init_from_calibration", "learnable_qparams", "sync_observers",
