@@ -19,6 +19,7 @@ import warnings
 from typing import Any, List, Optional, Sequence
 
 import torch
+import torch.distributed as dist
 
 from .quantize import QCONFIGS, _op_face, _weight_overrides
 from .stubs import with_torchquantx_stubs
@@ -121,7 +122,8 @@ def prepare_qat(model: torch.nn.Module, qconfig: str = "x86", *, example_inputs:
 def _watch_optimizer(qat: torch.jit.ScriptModule) -> None:
     """Warns once when backward passes keep reaching the QAT parameters while none of them ever
     changes: the optimizer was built over other tensors (usually the float model's)."""
-    params = list(qat.parameters())
+    # LSQ scales change in place without an optimizer (set on the first batch): not evidence.
+    params = [p for n, p in qat.named_parameters() if not n.startswith(_LSQ_PREFIXES)]
     if not params:
         return
     versions = [p._version for p in params]
@@ -169,7 +171,6 @@ def sync_observers(qat: Any, group: Optional[Any] = None) -> Any:
     torch.distributed process group it does nothing, so the same script runs in one process.
     """
     cpp = _qat_module(qat, "sync_observers")
-    import torch.distributed as dist
     if not dist.is_available() or not dist.is_initialized():
         return qat
     module = _unwrap(qat)

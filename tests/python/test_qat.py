@@ -290,18 +290,19 @@ def test_learnable_scale_stays_positive():
     assert tqx.learnable_qparams(qat)[0].item() > 0
 
 
-def test_optimizer_over_the_float_model_warns():
+@pytest.mark.parametrize("learnable", [False, True], ids=["ste", "lsq"])
+def test_optimizer_over_the_float_model_warns(learnable):
     torch.manual_seed(0)
     model = ConvBnReluLinear().train()
     wrong = torch.optim.SGD(model.parameters(), lr=0.1)  # built before prepare_qat
-    qat = tqx.prepare_qat(model)
+    qat = tqx.prepare_qat(model, learnable=learnable)
     x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
     with pytest.warns(UserWarning, match="optimizer does not hold them"):
         for _ in range(8):
             wrong.zero_grad()
             F.cross_entropy(qat(x), y).backward()
             wrong.step()
-    right = tqx.prepare_qat(model)
+    right = tqx.prepare_qat(model, learnable=learnable)
     opt = torch.optim.SGD(right.parameters(), lr=0.1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
