@@ -64,10 +64,10 @@ def run(name: str, args: argparse.Namespace) -> Dict[str, Any]:
     qat = tqx.prepare_qat(load_reference(name).train(), qconfig=args.qconfig, weight_bits=args.weight_bits,
                           **({"learnable": True} if args.learnable else {}))
     opt = torch.optim.AdamW(qat.parameters(), lr=args.lr, weight_decay=0.0)
-    loader = fashion_mnist_loader("train", args.batch, shuffle=True, seed=1, drop_last=True)
+    loader = fashion_mnist_loader("train", args.batch, shuffle=True, seed=args.seed, drop_last=True)
     total = args.epochs * len(loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, total) / total)))
-    g = torch.Generator().manual_seed(2)
+    g = torch.Generator().manual_seed(args.seed + 1)
     step, t0, running = 0, time.perf_counter(), 0.0
     for _ in range(args.epochs):
         for xb, yb in loader:
@@ -90,7 +90,7 @@ def run(name: str, args: argparse.Namespace) -> Dict[str, Any]:
     qat_eval = _accuracy(qat, args.test_images)  # the simulated model, before convert
     qat_int8 = _accuracy(tqx.convert(qat), args.test_images)
     return {"model": name, "qconfig": args.qconfig, "weight_bits": args.weight_bits, "learnable": args.learnable,
-            "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "fp32": fp32, "ptq": ptq,
+            "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed, "fp32": fp32, "ptq": ptq,
             "qat_eval": qat_eval, "qat_int8": qat_int8, "qat_minus_fp32": round(qat_int8 - fp32, 2),
             "train_minutes": round(minutes, 1), "threads": torch.get_num_threads()}
 
@@ -107,6 +107,7 @@ def main() -> None:
     p.add_argument("--freeze-bn", type=float, default=0.6, help="fraction of the steps before freeze_bn_stats")
     p.add_argument("--freeze-observer", type=float, default=0.8,
                    help="fraction of the steps before disable_observer")
+    p.add_argument("--seed", type=int, default=1, help="training order and augmentation")
     p.add_argument("--test-images", type=int, default=10000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None, help="append one JSON line per model to this file")
