@@ -97,3 +97,21 @@ def test_sync_observers_without_process_group_is_a_no_op():
     assert tqx.sync_observers(qat) is qat
     with pytest.raises(TypeError, match="prepare_qat"):
         tqx.sync_observers(Net())
+
+
+def test_min_max_reduction_is_the_global_batch_moving_average():
+    # What sync_observers' MIN/MAX all-reduce computes when called every step: each process moves
+    # the same average towards its own batch's bound; the extreme of those is the average moved
+    # towards the global batch's bound.
+    g = torch.Generator().manual_seed(0)
+    procs = [torch.classes.quantx.FakeQuantize(0, 255, 0.01) for _ in range(WORLD)]
+    single = torch.classes.quantx.FakeQuantize(0, 255, 0.01)
+    for _ in range(5):
+        batches = [torch.randn(64, generator=g) * (1 + r) for r in range(WORLD)]
+        for fq, b in zip(procs, batches):
+            fq.forward(b, True)
+        single.forward(torch.cat(batches), True)
+        lo, hi = min(fq.min_val() for fq in procs), max(fq.max_val() for fq in procs)
+        for fq in procs:
+            fq.set_min_max(lo, hi)
+        assert (lo, hi) == (single.min_val(), single.max_val())
