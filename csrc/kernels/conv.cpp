@@ -177,14 +177,10 @@ void im2col(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x, in
 
 // The indirection buffer of rows [m, m + rows) for GemmIndirectTileFn: per output pixel, the input
 // pixel (channel 0) of each tap, or `zero` where the tap falls in the padding. Pixels whose window
-// lies inside the input take fixed offsets from the window's first pixel.
-void build_indirection(const ConvShape& s, const uint8_t* x, const uint8_t* zero, int64_t m, int64_t rows,
-                       const uint8_t** out) {
+// lies inside the input take the taps' fixed offsets from the window's first pixel.
+void build_indirection(const ConvShape& s, const uint8_t* x, const uint8_t* zero, const int64_t* offsets, int64_t m,
+                       int64_t rows, const uint8_t** out) {
   const int64_t taps = s.kernel_h * s.kernel_w;
-  std::vector<int64_t> offsets(static_cast<size_t>(taps));
-  for (int64_t kh = 0, t = 0; kh < s.kernel_h; ++kh) {
-    for (int64_t kw = 0; kw < s.kernel_w; ++kw, ++t) offsets[t] = (kh * s.dilation_h * s.in_w + kw * s.dilation_w) * s.in_c;
-  }
   const int64_t span_h = (s.kernel_h - 1) * s.dilation_h, span_w = (s.kernel_w - 1) * s.dilation_w;
   int64_t n = m / (s.out_h * s.out_w), oh = m / s.out_w % s.out_h, ow = m % s.out_w;
   for (int64_t r = 0; r < rows; ++r, out += taps) {
@@ -237,11 +233,17 @@ void gemm_rows_indirect(const GemmKernels& k, const ConvShape& s, const PackedCo
   thread_local std::vector<uint8_t> zero;
   pointers.resize(static_cast<size_t>(kRowBlock * taps));
   zero.assign(static_cast<size_t>(s.in_c), static_cast<uint8_t>(e.input_zero_point));
+  std::vector<int64_t> offsets(static_cast<size_t>(taps));
+  for (int64_t kh = 0, t = 0; kh < s.kernel_h; ++kh) {
+    for (int64_t kw = 0; kw < s.kernel_w; ++kw, ++t) {
+      offsets[t] = (kh * s.dilation_h * s.in_w + kw * s.dilation_w) * s.in_c;
+    }
+  }
   const auto* packed = reinterpret_cast<const int8_t*>(w.packed.data());
   TileSession session(k);
   for (int64_t mb = m_begin; mb < m_end; mb += kRowBlock) {
     const int64_t rows = std::min(kRowBlock, m_end - mb);
-    build_indirection(s, x, zero.data(), mb, rows, pointers.data());
+    build_indirection(s, x, zero.data(), offsets.data(), mb, rows, pointers.data());
     for (int64_t g = 0; g < w.groups; ++g) {
       const int8_t* bg = packed + g * w.n_blocks * b_stride;
       for (int64_t n0 = 0; n0 < cout_g; n0 += k.max_cols) {
