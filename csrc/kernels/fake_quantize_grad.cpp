@@ -1,14 +1,16 @@
-// Scalar LSQ gradient terms; the evaluation order mirrors PyTorch's so the terms are bit-equal.
+// Scalar LSQ gradient terms (the evaluation order mirrors PyTorch's so the terms are bit-equal)
+// and the dispatch ladder of the family.
 #include "kernels/fake_quantize_grad.h"
 
 #include <algorithm>
 #include <cmath>
 
 namespace tqx::kernels {
+namespace {
 
-void f32_fake_quantize_learnable_grad(int64_t n, const float* x, const float* dy, float* dx,
-                                      float* dscale, float* dzero_point,
-                                      const LearnableGradParams& p) {
+void fake_quantize_learnable_grad_scalar(int64_t n, const float* x, const float* dy, float* dx,
+                                         float* dscale, float* dzero_point,
+                                         const LearnableGradParams& p) {
   const float below = static_cast<float>(p.qmin - p.zero_point);
   const float above = static_cast<float>(p.qmax - p.zero_point);
   const float zp = static_cast<float>(p.zero_point);
@@ -25,6 +27,26 @@ void f32_fake_quantize_learnable_grad(int64_t n, const float* x, const float* dy
       dscale[i] = (v < static_cast<float>(p.qmin) ? dy[i] * below : dy[i] * above) * p.grad_factor;
     }
   }
+}
+
+const FakeQuantizeGradKernels kScalar = {Isa::kScalar, fake_quantize_learnable_grad_scalar};
+
+}  // namespace
+
+const FakeQuantizeGradKernels& fake_quantize_grad_kernels_scalar() { return kScalar; }
+
+const FakeQuantizeGradKernels& fake_quantize_grad_kernels_for(Isa isa) {
+  if (isa >= Isa::kAVX512) {
+    if (const FakeQuantizeGradKernels* k = fake_quantize_grad_kernels_avx512()) return *k;
+  }
+  if (isa >= Isa::kAVX2) {
+    if (const FakeQuantizeGradKernels* k = fake_quantize_grad_kernels_avx2()) return *k;
+  }
+  return fake_quantize_grad_kernels_scalar();
+}
+
+const FakeQuantizeGradKernels& fake_quantize_grad_kernels() {
+  return fake_quantize_grad_kernels_for(active_isa());
 }
 
 }  // namespace tqx::kernels

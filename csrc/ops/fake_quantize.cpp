@@ -203,8 +203,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_learnable_per_tenso
   float* dxp = dx.data_ptr<float>();
   float* dsp = ds.data_ptr<float>();
   float* dzp = dz.data_ptr<float>();
+  const auto& k = kernels::fake_quantize_grad_kernels();
   parallel_chunks(x.numel(), [&](int64_t b, int64_t e) {
-    kernels::f32_fake_quantize_learnable_grad(e - b, xp + b, gp + b, dxp + b, dsp + b, dzp + b, p);
+    k.f32_fake_quantize_learnable_grad(e - b, xp + b, gp + b, dxp + b, dsp + b, dzp + b, p);
   });
   // Sum the per-element terms with ATen's reduction, as PyTorch does.
   at::Tensor dscale = at::sum(ds).unsqueeze(0).to(scale.scalar_type());
@@ -247,12 +248,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_learnable_per_chann
   const float* sp = sc.data_ptr<float>();
   const int64_t* zpp = zp.data_ptr<int64_t>();
   const float gf = static_cast<float>(grad_factor);
+  const float* xp = x.data_ptr<float>();
+  const float* gp = dy.data_ptr<float>();
+  float* dxp = dx.data_ptr<float>();
+  float* dsp = ds.data_ptr<float>();
+  float* dzp = dz.data_ptr<float>();
+  const auto& k = kernels::fake_quantize_grad_kernels();
   parallel_rows(v, [&](int64_t o, int64_t c) {
     const int64_t off = (o * v.channels + c) * v.inner;
     const kernels::LearnableGradParams p{sp[c], 1.0f / sp[c], zpp[c], quant_min, quant_max, gf};
-    kernels::f32_fake_quantize_learnable_grad(v.inner, x.data_ptr<float>() + off, dy.data_ptr<float>() + off,
-                                              dx.data_ptr<float>() + off, ds.data_ptr<float>() + off,
-                                              dz.data_ptr<float>() + off, p);
+    k.f32_fake_quantize_learnable_grad(v.inner, xp + off, gp + off, dxp + off, dsp + off, dzp + off, p);
   });
   std::vector<int64_t> dims;
   for (int64_t d = 0; d < x.dim(); ++d) {
