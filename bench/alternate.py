@@ -3,6 +3,8 @@
 On a machine shared with other jobs, separate-process timings (bench/e2e.py) move by more than the
 differences between implementations; here every iteration runs fp32, PyTorch FX int8 (onednn) and
 quantx back to back, so load hits all three alike and the ratios of the medians are comparable.
+`--clock cpu` times with the thread's CPU time, which leaves out the time the scheduler gives to
+other processes (not the slowdown from a busy sibling hardware thread).
 
     OMP_WAIT_POLICY=PASSIVE PYTHONPATH=. python3 bench/alternate.py resnet18 mobilenet_v2
 """
@@ -39,7 +41,9 @@ def build(name: str) -> Dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     return {"fp32": fp32, "fx_onednn": fx, "quantx": quantx}
 
 
-def time_in_turns(impls: Dict[str, Callable[[torch.Tensor], torch.Tensor]], iters: int, warmup: int) -> Dict[str, float]:
+def time_in_turns(
+    impls: Dict[str, Callable[[torch.Tensor], torch.Tensor]], iters: int, warmup: int, clock: Callable[[], float]
+) -> Dict[str, float]:
     """Median milliseconds of each implementation, the implementations alternating per iteration."""
     x = torch.randn(1, 3, 224, 224)
     times: Dict[str, List[float]] = {k: [] for k in impls}
@@ -49,9 +53,9 @@ def time_in_turns(impls: Dict[str, Callable[[torch.Tensor], torch.Tensor]], iter
                 f(x)
         for _ in range(iters):
             for k, f in impls.items():
-                start = time.perf_counter()
+                start = clock()
                 f(x)
-                times[k].append(time.perf_counter() - start)
+                times[k].append(clock() - start)
     return {k: 1000 * sorted(v)[len(v) // 2] for k, v in times.items()}
 
 
@@ -61,13 +65,16 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=25, help="timed iterations per implementation")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall: perf_counter; cpu: the thread's CPU time (1 thread only)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     torch.backends.quantized.engine = "onednn"
     for name in args.models:
-        med = time_in_turns(build(name), args.iters, args.warmup)
-        print(name, " ".join(f"{k} {v:.2f}ms" for k, v in med.items()),
+        clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+        med = time_in_turns(build(name), args.iters, args.warmup, clock)
+        print(name, f"({args.clock})", " ".join(f"{k} {v:.2f}ms" for k, v in med.items()),
               f"| quantx vs FX {med['fx_onednn'] / med['quantx']:.2f}x, vs fp32 {med['fp32'] / med['quantx']:.2f}x",
               flush=True)
 
