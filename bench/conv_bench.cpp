@@ -17,9 +17,7 @@ namespace {
 
 using tqx::kernels::Isa;
 
-double vnni_peak() {
-  return tqx::kernels::isa_supported(Isa::kAVX512VNNI) ? tqx::bench::vpdpbusd_peak_gmacs() : 0.0;
-}
+double vnni_peak() { return tqx::kernels::isa_supported(Isa::kAVX512VNNI) ? tqx::bench::vpdpbusd_peak_gmacs() : 0.0; }
 
 double amx_peak() {
   static const double p = tqx::kernels::isa_supported(Isa::kAMX) ? tqx::bench::tdpbusd_peak_gmacs() : 0.0;
@@ -60,21 +58,21 @@ void BM_Conv(benchmark::State& state, Isa isa) {
 
 void ConvShapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"c", "oc", "hw", "k", "s", "g"});
-  b->Args({64, 64, 56, 3, 1, 1});       // resnet18 layer1
-  b->Args({128, 128, 28, 3, 1, 1});     // resnet18 layer2
-  b->Args({256, 256, 14, 3, 1, 1});     // resnet18 layer3
-  b->Args({512, 512, 7, 3, 1, 1});      // resnet18 layer4
-  b->Args({64, 128, 56, 3, 2, 1});      // resnet18 layer2's first conv (stride 2)
-  b->Args({256, 512, 14, 3, 2, 1});     // resnet18 layer4's first conv (stride 2)
-  b->Args({256, 64, 56, 1, 1, 1});      // resnet50 1x1 reduce
-  b->Args({64, 256, 56, 1, 1, 1});      // resnet50 1x1 expand
-  b->Args({1024, 256, 14, 1, 1, 1});    // resnet50 layer3 reduce
-  b->Args({512, 2048, 7, 1, 1, 1});     // resnet50 layer4 expand
-  b->Args({2048, 1000, 1, 1, 1, 1});    // resnet50 fc (batch 1: a GEMV)
-  b->Args({3, 64, 224, 7, 2, 1});       // stem
-  b->Args({144, 144, 56, 3, 1, 144});   // mobilenet_v2 depthwise
-  b->Args({96, 96, 112, 3, 2, 96});     // mobilenet_v2 depthwise, stride 2
-  b->Args({3, 32, 224, 3, 2, 1});       // mobilenet_v2 stem
+  b->Args({64, 64, 56, 3, 1, 1});      // resnet18 layer1
+  b->Args({128, 128, 28, 3, 1, 1});    // resnet18 layer2
+  b->Args({256, 256, 14, 3, 1, 1});    // resnet18 layer3
+  b->Args({512, 512, 7, 3, 1, 1});     // resnet18 layer4
+  b->Args({64, 128, 56, 3, 2, 1});     // resnet18 layer2's first conv (stride 2)
+  b->Args({256, 512, 14, 3, 2, 1});    // resnet18 layer4's first conv (stride 2)
+  b->Args({256, 64, 56, 1, 1, 1});     // resnet50 1x1 reduce
+  b->Args({64, 256, 56, 1, 1, 1});     // resnet50 1x1 expand
+  b->Args({1024, 256, 14, 1, 1, 1});   // resnet50 layer3 reduce
+  b->Args({512, 2048, 7, 1, 1, 1});    // resnet50 layer4 expand
+  b->Args({2048, 1000, 1, 1, 1, 1});   // resnet50 fc (batch 1: a GEMV)
+  b->Args({3, 64, 224, 7, 2, 1});      // stem
+  b->Args({144, 144, 56, 3, 1, 144});  // mobilenet_v2 depthwise
+  b->Args({96, 96, 112, 3, 2, 96});    // mobilenet_v2 depthwise, stride 2
+  b->Args({3, 32, 224, 3, 2, 1});      // mobilenet_v2 stem
   b->Unit(benchmark::kMicrosecond);
 }
 

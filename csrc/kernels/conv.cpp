@@ -18,12 +18,13 @@
 // vpmaddwd / vpdpwssd turn into x[t] * w[t] + x[t+1] * w[t+1] in an int32 lane.
 // The epilogue is the reference's float32 arithmetic, operation for operation, so every ISA gives
 // the same bytes as conv2d_u8s8_nhwc_scalar.
+#include "kernels/conv.h"
+
 #include <algorithm>
 #include <cstring>
 #include <new>
 #include <stdexcept>
 
-#include "kernels/conv.h"
 #include "kernels/gemm.h"
 
 namespace tqx::kernels {
@@ -119,8 +120,8 @@ inline void fill_short(uint8_t* dst, uint8_t v, int64_t n) {
 // With one group and no dilation, the kernel_w taps of a kernel row are adjacent pixels, so each
 // kernel row is one copy (clipped at the image edges) rather than kernel_w; windows inside the
 // input (most of them) copy their rows without per-row checks. Pixels advance without divisions.
-void im2col(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x, int64_t g, int64_t m,
-            int64_t rows, uint8_t zero, int64_t k_eff, uint8_t* out) {
+void im2col(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x, int64_t g, int64_t m, int64_t rows,
+            uint8_t zero, int64_t k_eff, uint8_t* out) {
   const int64_t cin_g = w.in_c_per_group, span = s.kernel_w * cin_g;
   const bool spans = s.groups == 1 && s.dilation_w == 1;
   const int64_t span_h = (s.kernel_h - 1) * s.dilation_h, span_w = (s.kernel_w - 1) * s.dilation_w;
@@ -150,7 +151,8 @@ void im2col(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x, in
           const int64_t lo = std::max<int64_t>(0, -iw0), hi = std::min<int64_t>(s.kernel_w, s.in_w - iw0);
           if (lo > 0) fill_short(dst, zero, lo * cin_g);
           if (hi > lo) copy_short(dst + lo * cin_g, xrow + (iw0 + lo) * s.in_c, (hi - lo) * cin_g);
-          if (hi < s.kernel_w) fill_short(dst + std::max(hi, lo) * cin_g, zero, (s.kernel_w - std::max(hi, lo)) * cin_g);
+          if (hi < s.kernel_w)
+            fill_short(dst + std::max(hi, lo) * cin_g, zero, (s.kernel_w - std::max(hi, lo)) * cin_g);
           dst += span;
         } else {
           for (int64_t kw = 0; kw < s.kernel_w; ++kw, dst += cin_g) {
@@ -312,9 +314,8 @@ void depthwise_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWe
   TileEpilogue te = tile_epilogue(pe, 0, e);
   if (k.depthwise_rows != nullptr && s.kernel_h * s.kernel_w <= kDepthwiseRowsMaxTaps) {
     te.residual = e.residual;
-    const DepthwiseShape ds{s.in_h,     s.in_w,     s.in_c,     s.out_h,      s.out_w,
-                            s.kernel_h, s.kernel_w, s.stride_h, s.stride_w,   s.pad_h,
-                            s.pad_w,    s.dilation_h, s.dilation_w};
+    const DepthwiseShape ds{s.in_h,     s.in_w,     s.in_c,  s.out_h, s.out_w,      s.kernel_h,  s.kernel_w,
+                            s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dilation_h, s.dilation_w};
     k.depthwise_rows(ds, x, reinterpret_cast<const int16_t*>(w.packed.data()), te, y, m_begin, m_end);
     return;
   }
@@ -328,9 +329,8 @@ void depthwise_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWe
       const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
       for (int64_t kw = 0; kw < s.kernel_w; ++kw, ++t) {
         const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
-        tap_ptrs[t] = ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w
-                          ? nullptr
-                          : x + ((n * s.in_h + ih) * s.in_w + iw) * s.in_c;
+        tap_ptrs[t] =
+            ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w ? nullptr : x + ((n * s.in_h + ih) * s.in_w + iw) * s.in_c;
       }
     }
     if (e.residual != nullptr) te.residual = e.residual + m * s.out_c;
@@ -388,8 +388,8 @@ PackedConvWeights pack_conv_weights(const int8_t* ohwi, int64_t out_c, int64_t k
   return p;
 }
 
-void conv2d_u8s8_nhwc_packed(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
-                             const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end, Isa isa) {
+void conv2d_u8s8_nhwc_packed(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x, const ConvEpilogue& e,
+                             uint8_t* y, int64_t m_begin, int64_t m_end, Isa isa) {
   if (m_begin >= m_end) return;
   const GemmKernels* k = gemm_kernels_for(isa);
   // A few rows (a linear layer at batch 1) fill a fraction of an AMX tile: vpdpbusd is faster there.
@@ -406,8 +406,7 @@ void conv2d_u8s8_nhwc_packed(const ConvShape& s, const PackedConvWeights& w, con
 }
 
 void conv2d_u8s8_nhwc(const ConvShape& s, const uint8_t* x, const int8_t* w, const ConvEpilogue& e, uint8_t* y) {
-  const PackedConvWeights p =
-      pack_conv_weights(w, s.out_c, s.kernel_h, s.kernel_w, s.in_c / s.groups, s.groups);
+  const PackedConvWeights p = pack_conv_weights(w, s.out_c, s.kernel_h, s.kernel_w, s.in_c / s.groups, s.groups);
   conv2d_u8s8_nhwc_packed(s, p, x, e, y, 0, s.batch * s.out_h * s.out_w, active_isa());
 }
 

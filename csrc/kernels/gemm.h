@@ -8,13 +8,13 @@ namespace tqx::kernels {
 
 // The requantize epilogue of one tile, pointers already offset to the tile's first column.
 struct TileEpilogue {
-  const int32_t* col_sums;    // sum of the weights of each column
-  const float* multiplier;    // per column
-  const float* bias;          // per column
-  int32_t input_zero_point;   // acc = sum x * w - input_zero_point * col_sums
+  const int32_t* col_sums;   // sum of the weights of each column
+  const float* multiplier;   // per column
+  const float* bias;         // per column
+  int32_t input_zero_point;  // acc = sum x * w - input_zero_point * col_sums
   int32_t output_zero_point;
-  float lo, hi;               // clamp bounds relative to the zero point: qmin - zp, qmax - zp
-  const uint8_t* residual;    // null, or the tile's first residual element (row stride ldy)
+  float lo, hi;             // clamp bounds relative to the zero point: qmin - zp, qmax - zp
+  const uint8_t* residual;  // null, or the tile's first residual element (row stride ldy)
   float residual_multiplier;
   int32_t residual_zero_point;
 };
@@ -31,15 +31,15 @@ using GemmTileFn = void (*)(int64_t rows, int64_t cols, int64_t k_padded, const 
 // XNNPACK's igemm): row i's reduction is `taps` runs of k_tap bytes (a multiple of k_align), run t
 // starting at a[i * taps + t] + a_offset; B's k-groups follow the runs in order (tap-major, as the
 // packed OHWI weights). Padding taps point at a buffer of input zero points.
-using GemmIndirectTileFn = void (*)(int64_t rows, int64_t cols, int64_t taps, int64_t k_tap,
-                                    const uint8_t* const* a, int64_t a_offset, const int8_t* b, int64_t b_stride,
-                                    const TileEpilogue& e, uint8_t* y, int64_t ldy);
+using GemmIndirectTileFn = void (*)(int64_t rows, int64_t cols, int64_t taps, int64_t k_tap, const uint8_t* const* a,
+                                    int64_t a_offset, const int8_t* b, int64_t b_stride, const TileEpilogue& e,
+                                    uint8_t* y, int64_t ldy);
 
 // Depthwise convolution of one output pixel over channels [0, channels): taps[t] points at the
 // input pixel of tap t (channel 0) or is null for padding (contributes the input zero point).
 // w: [ceil(taps/2)][channels rounded to 16][2] int16 pairs of consecutive taps.
-using DepthwisePixelFn = void (*)(int64_t taps, int64_t channels, const uint8_t* const* tap_ptrs,
-                                  const int16_t* w, const TileEpilogue& e, uint8_t* y);
+using DepthwisePixelFn = void (*)(int64_t taps, int64_t channels, const uint8_t* const* tap_ptrs, const int16_t* w,
+                                  const TileEpilogue& e, uint8_t* y);
 
 // A depthwise convolution's geometry for the row kernels (a plain copy of ConvShape's fields).
 struct DepthwiseShape {
@@ -47,8 +47,8 @@ struct DepthwiseShape {
   int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
 };
 
-// Output pixels [m_begin, m_end) of a depthwise convolution of at most kDepthwiseRowsMaxTaps taps (weights as for DepthwisePixelFn);
-// e's residual, when set, points at pixel 0 of the residual tensor.
+// Output pixels [m_begin, m_end) of a depthwise convolution of at most kDepthwiseRowsMaxTaps taps (weights as for
+// DepthwisePixelFn); e's residual, when set, points at pixel 0 of the residual tensor.
 constexpr int kDepthwiseRowsMaxTaps = 25;  // up to 5x5
 using DepthwiseRowsFn = void (*)(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e,
                                  uint8_t* y, int64_t m_begin, int64_t m_end);
@@ -62,7 +62,7 @@ struct GemmKernels {
   void (*begin)();      // null, or called by each thread before its first tile of a call (AMX: tile config)
   void (*end)();        // null, or called after its last tile
   DepthwisePixelFn depthwise;
-  DepthwiseRowsFn depthwise_rows = nullptr;  // optional faster whole-range kernel
+  DepthwiseRowsFn depthwise_rows = nullptr;    // optional faster whole-range kernel
   GemmIndirectTileFn indirect_tile = nullptr;  // optional: convolutions without im2col (same max_rows)
 };
 

@@ -33,8 +33,8 @@ TEST(ConvReference, MatchesDirectComputation) {
       mult[c] = 1e-3f * static_cast<float>(c + 1);
       bias[c] = 0.5f * static_cast<float>(c) - 1.0f;
     }
-    const kernels::ConvShape s{t.n, t.h, t.w, t.c, oh, ow, t.oc, t.k, t.k, t.stride, t.stride, t.pad, t.pad,
-                               t.dil, t.dil, t.groups};
+    const kernels::ConvShape s{t.n, t.h,      t.w,      t.c,   oh,    ow,    t.oc,  t.k,
+                               t.k, t.stride, t.stride, t.pad, t.pad, t.dil, t.dil, t.groups};
     for (bool relu : {false, true}) {
       const kernels::ConvEpilogue e{100, mult.data(), bias.data(), 120, relu ? 120 : 0, 255};
       std::vector<uint8_t> y(t.n * oh * ow * t.oc, 7);
@@ -104,8 +104,8 @@ ConvData make_conv(const SimdCase& t, uint32_t seed) {
   ConvData d;
   const int64_t oh = kernels::conv_out_size(t.h, t.kh, t.stride, t.pad, t.dil);
   const int64_t ow = kernels::conv_out_size(t.w, t.kw, t.stride, t.pad, t.dil);
-  d.s = kernels::ConvShape{t.n, t.h, t.w, t.c, oh, ow, t.oc, t.kh, t.kw, t.stride, t.stride, t.pad, t.pad,
-                           t.dil, t.dil, t.groups};
+  d.s = kernels::ConvShape{t.n,  t.h,      t.w,      t.c,   oh,    ow,    t.oc,  t.kh,
+                           t.kw, t.stride, t.stride, t.pad, t.pad, t.dil, t.dil, t.groups};
   d.x.resize(t.n * t.h * t.w * t.c);
   d.w.resize(t.oc * t.kh * t.kw * (t.c / t.groups));
   d.residual.resize(t.n * oh * ow * t.oc);
@@ -135,34 +135,34 @@ std::vector<uint8_t> run_reference(const ConvData& d, const kernels::ConvEpilogu
 
 const std::vector<SimdCase>& simd_cases() {
   static const std::vector<SimdCase> cases = {
-      {1, 8, 8, 64, 64, 3, 3, 1, 1, 1, 1},      // resnet body: full 64-column tiles
-      {2, 9, 7, 3, 24, 7, 7, 2, 3, 1, 1},       // stem: k = 147 is not a multiple of 4
-      {1, 6, 6, 32, 16, 1, 1, 1, 0, 1, 1},      // 1x1 direct path (no im2col)
-      {3, 5, 5, 20, 100, 1, 1, 1, 0, 1, 1},     // 1x1 direct, 7 tiles of columns with a tail
-      {1, 5, 5, 13, 7, 1, 1, 1, 0, 1, 1},       // 1x1 with in_c % 4 != 0 (im2col), columns < 16
-      {1, 7, 7, 17, 33, 3, 3, 2, 1, 1, 1},      // stride 2, odd channels
-      {1, 9, 9, 8, 12, 3, 3, 1, 2, 2, 1},       // dilation
-      {2, 6, 6, 16, 32, 3, 3, 1, 1, 1, 4},      // grouped (4 in / 8 out per group)
-      {1, 6, 5, 12, 36, 3, 3, 1, 1, 1, 3},      // grouped, 12 columns per group
-      {1, 8, 8, 32, 32, 3, 3, 1, 1, 1, 32},     // depthwise
-      {1, 9, 9, 21, 21, 3, 3, 2, 1, 1, 21},     // depthwise, stride 2, channel tail
-      {2, 7, 7, 72, 72, 5, 5, 1, 2, 1, 72},     // depthwise 5x5 (odd number of taps)
-      {1, 4, 4, 5, 5, 1, 1, 1, 0, 1, 5},        // depthwise 1x1 (single tap)
-      {1, 9, 8, 20, 20, 7, 7, 1, 3, 1, 20},     // depthwise 7x7: more taps than the row kernel takes
-      {1, 6, 6, 4, 4, 3, 3, 1, 3, 1, 4},        // depthwise, padding wider than the kernel
-      {1, 9, 10, 24, 24, 3, 3, 1, 2, 2, 24},    // depthwise, dilation 2 (runs of inner windows)
-      {1, 11, 12, 40, 40, 5, 5, 2, 2, 1, 40},   // depthwise 5x5, stride 2, channel tail
-      {13, 1, 1, 40, 70, 1, 1, 1, 0, 1, 1},     // linear: 13 rows
-      {1, 1, 1, 2048, 130, 1, 1, 1, 0, 1, 1},   // linear: long k (accumulator range)
-      {1, 13, 11, 64, 130, 3, 3, 1, 1, 1, 1},   // rows over several im2col blocks, 3 column tiles
-      {1, 10, 10, 128, 48, 1, 1, 1, 0, 1, 1},   // 1x1 direct on every kernel (in_c % 64 == 0), 100 rows
-      {1, 3, 7, 192, 40, 1, 1, 1, 0, 1, 1},     // 1x1 direct, 21 rows: AMX reads its last tile via a copy
+      {1, 8, 8, 64, 64, 3, 3, 1, 1, 1, 1},     // resnet body: full 64-column tiles
+      {2, 9, 7, 3, 24, 7, 7, 2, 3, 1, 1},      // stem: k = 147 is not a multiple of 4
+      {1, 6, 6, 32, 16, 1, 1, 1, 0, 1, 1},     // 1x1 direct path (no im2col)
+      {3, 5, 5, 20, 100, 1, 1, 1, 0, 1, 1},    // 1x1 direct, 7 tiles of columns with a tail
+      {1, 5, 5, 13, 7, 1, 1, 1, 0, 1, 1},      // 1x1 with in_c % 4 != 0 (im2col), columns < 16
+      {1, 7, 7, 17, 33, 3, 3, 2, 1, 1, 1},     // stride 2, odd channels
+      {1, 9, 9, 8, 12, 3, 3, 1, 2, 2, 1},      // dilation
+      {2, 6, 6, 16, 32, 3, 3, 1, 1, 1, 4},     // grouped (4 in / 8 out per group)
+      {1, 6, 5, 12, 36, 3, 3, 1, 1, 1, 3},     // grouped, 12 columns per group
+      {1, 8, 8, 32, 32, 3, 3, 1, 1, 1, 32},    // depthwise
+      {1, 9, 9, 21, 21, 3, 3, 2, 1, 1, 21},    // depthwise, stride 2, channel tail
+      {2, 7, 7, 72, 72, 5, 5, 1, 2, 1, 72},    // depthwise 5x5 (odd number of taps)
+      {1, 4, 4, 5, 5, 1, 1, 1, 0, 1, 5},       // depthwise 1x1 (single tap)
+      {1, 9, 8, 20, 20, 7, 7, 1, 3, 1, 20},    // depthwise 7x7: more taps than the row kernel takes
+      {1, 6, 6, 4, 4, 3, 3, 1, 3, 1, 4},       // depthwise, padding wider than the kernel
+      {1, 9, 10, 24, 24, 3, 3, 1, 2, 2, 24},   // depthwise, dilation 2 (runs of inner windows)
+      {1, 11, 12, 40, 40, 5, 5, 2, 2, 1, 40},  // depthwise 5x5, stride 2, channel tail
+      {13, 1, 1, 40, 70, 1, 1, 1, 0, 1, 1},    // linear: 13 rows
+      {1, 1, 1, 2048, 130, 1, 1, 1, 0, 1, 1},  // linear: long k (accumulator range)
+      {1, 13, 11, 64, 130, 3, 3, 1, 1, 1, 1},  // rows over several im2col blocks, 3 column tiles
+      {1, 10, 10, 128, 48, 1, 1, 1, 0, 1, 1},  // 1x1 direct on every kernel (in_c % 64 == 0), 100 rows
+      {1, 3, 7, 192, 40, 1, 1, 1, 0, 1, 1},    // 1x1 direct, 21 rows: AMX reads its last tile via a copy
       // Implicit GEMM (in_c per group a multiple of 4: tiles read the input through pointers).
-      {2, 9, 9, 32, 72, 3, 3, 2, 1, 1, 1},      // stride 2, two images, column tail
-      {1, 7, 9, 16, 20, 5, 5, 1, 4, 1, 1},      // padding as wide as the kernel: all-padding windows
-      {2, 8, 8, 16, 32, 1, 1, 2, 0, 1, 1},      // 1x1 stride 2 (resnet's downsample)
-      {1, 7, 7, 512, 80, 3, 3, 1, 1, 1, 1},     // long runs per tap (layer4-like)
-      {1, 10, 13, 8, 16, 3, 3, 1, 2, 2, 2},     // grouped with dilation (4 channels per group)
+      {2, 9, 9, 32, 72, 3, 3, 2, 1, 1, 1},   // stride 2, two images, column tail
+      {1, 7, 9, 16, 20, 5, 5, 1, 4, 1, 1},   // padding as wide as the kernel: all-padding windows
+      {2, 8, 8, 16, 32, 1, 1, 2, 0, 1, 1},   // 1x1 stride 2 (resnet's downsample)
+      {1, 7, 7, 512, 80, 3, 3, 1, 1, 1, 1},  // long runs per tap (layer4-like)
+      {1, 10, 13, 8, 16, 3, 3, 1, 2, 2, 2},  // grouped with dilation (4 channels per group)
   };
   return cases;
 }
@@ -188,9 +188,9 @@ TEST(ConvSimd, BitExactWithReferenceOnEveryIsa) {
       }
       const std::vector<uint8_t> ref = run_reference(d, e);
       for (Isa isa : isas) {
-        SCOPED_TRACE(::testing::Message() << "isa=" << kernels::isa_name(isa) << " case c=" << t.c << " oc=" << t.oc
-                                          << " k=" << t.kh << "x" << t.kw << " groups=" << t.groups
-                                          << " variant=" << variant);
+        SCOPED_TRACE(::testing::Message()
+                     << "isa=" << kernels::isa_name(isa) << " case c=" << t.c << " oc=" << t.oc << " k=" << t.kh << "x"
+                     << t.kw << " groups=" << t.groups << " variant=" << variant);
         std::vector<uint8_t> y(ref.size(), 3);
         kernels::conv2d_u8s8_nhwc_packed(d.s, p, d.x.data(), e, y.data(), 0, m, isa);
         ASSERT_EQ(y, ref);

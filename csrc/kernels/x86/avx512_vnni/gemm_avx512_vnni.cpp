@@ -1,6 +1,7 @@
 // AVX-512 VNNI microkernels of the int8 convolution: a register tile of up to 12 rows x 64
 // columns accumulated with vpdpbusd (64 multiply-adds per instruction), over im2col rows or through
-// an indirection buffer, and the depthwise kernels on vpdpwssd. Layouts and arithmetic: Note [Packed weights] in kernels/conv.cpp.
+// an indirection buffer, and the depthwise kernels on vpdpwssd. Layouts and arithmetic:
+// Note [Packed weights] in kernels/conv.cpp.
 #include <immintrin.h>
 
 #include <cstring>
@@ -35,8 +36,8 @@ inline void init_acc(__m512i (&acc)[R][NB], const TileEpilogue& e) {
   const __m512i xz = _mm512_set1_epi32(e.input_zero_point);
 #pragma GCC unroll 4
   for (int j = 0; j < NB; ++j) {
-    const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                           _mm512_mullo_epi32(xz, _mm512_loadu_si512(e.col_sums + 16 * j)));
+    const __m512i start =
+        _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_mullo_epi32(xz, _mm512_loadu_si512(e.col_sums + 16 * j)));
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) acc[i][j] = start;
   }
@@ -144,29 +145,30 @@ constexpr IndirectTileImpl pick_indirect(int64_t rows, std::integer_sequence<int
 
 constexpr int kMaxRows[5] = {0, 12, 12, 8, 6};
 
+template <int NB>
+TileImpl tile_for(int64_t rows) {
+  return pick<NB>(rows, std::make_integer_sequence<int, kMaxRows[NB]>());
+}
+
+template <int NB>
+IndirectTileImpl indirect_tile_for(int64_t rows) {
+  return pick_indirect<NB>(rows, std::make_integer_sequence<int, kMaxRows[NB]>());
+}
+
+// By the number of 16-column blocks (1..4).
+constexpr TileImpl (*kTiles[5])(int64_t) = {nullptr, tile_for<1>, tile_for<2>, tile_for<3>, tile_for<4>};
+constexpr IndirectTileImpl (*kIndirectTiles[5])(int64_t) = {nullptr, indirect_tile_for<1>, indirect_tile_for<2>,
+                                                            indirect_tile_for<3>, indirect_tile_for<4>};
+
 void gemm_tile(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b,
                int64_t b_stride, const TileEpilogue& e, uint8_t* y, int64_t ldy) {
-  TileImpl f = nullptr;
-  switch ((cols + 15) / 16) {
-    case 1: f = pick<1>(rows, std::make_integer_sequence<int, kMaxRows[1]>()); break;
-    case 2: f = pick<2>(rows, std::make_integer_sequence<int, kMaxRows[2]>()); break;
-    case 3: f = pick<3>(rows, std::make_integer_sequence<int, kMaxRows[3]>()); break;
-    default: f = pick<4>(rows, std::make_integer_sequence<int, kMaxRows[4]>()); break;
-  }
-  f(cols, k_padded, a, lda, b, b_stride, e, y, ldy);
+  kTiles[(cols + 15) / 16](rows)(cols, k_padded, a, lda, b, b_stride, e, y, ldy);
 }
 
 void gemm_indirect_tile(int64_t rows, int64_t cols, int64_t taps, int64_t k_tap, const uint8_t* const* a,
                         int64_t a_offset, const int8_t* b, int64_t b_stride, const TileEpilogue& e, uint8_t* y,
                         int64_t ldy) {
-  IndirectTileImpl f = nullptr;
-  switch ((cols + 15) / 16) {
-    case 1: f = pick_indirect<1>(rows, std::make_integer_sequence<int, kMaxRows[1]>()); break;
-    case 2: f = pick_indirect<2>(rows, std::make_integer_sequence<int, kMaxRows[2]>()); break;
-    case 3: f = pick_indirect<3>(rows, std::make_integer_sequence<int, kMaxRows[3]>()); break;
-    default: f = pick_indirect<4>(rows, std::make_integer_sequence<int, kMaxRows[4]>()); break;
-  }
-  f(cols, taps, k_tap, a, a_offset, b, b_stride, e, y, ldy);
+  kIndirectTiles[(cols + 15) / 16](rows)(cols, taps, k_tap, a, a_offset, b, b_stride, e, y, ldy);
 }
 
 using avx512::depthwise_pixel;
