@@ -356,6 +356,7 @@ def _int8_weight_layers(qmodel: torch.jit.ScriptModule) -> Set[str]:
 
 
 _QUANT_BOUNDARY = ("aten::quantize_per_tensor", "quantx::quantize_nhwc", "quantx::quantize_per_tensor")
+_DEQUANT_BOUNDARY = ("aten::dequantize", "quantx::dequantize")
 
 
 def _float_ops(qmodel: torch.jit.ScriptModule, inputs: List[Tuple[Any, ...]]) -> List[FloatOp]:
@@ -378,7 +379,7 @@ def _float_ops(qmodel: torch.jit.ScriptModule, inputs: List[Tuple[Any, ...]]) ->
                 qmodel(*args)
     per_call: Dict[str, float] = {}
     for ev in prof.key_averages():
-        if ev.key in ("aten::dequantize",) + _QUANT_BOUNDARY and ev.count:
+        if ev.key in _DEQUANT_BOUNDARY + _QUANT_BOUNDARY and ev.count:
             per_call[ev.key] = ev.cpu_time_total / ev.count / 1000.0  # ms
     counted: Set[int] = set()
     result: List[FloatOp] = []
@@ -390,10 +391,10 @@ def _float_ops(qmodel: torch.jit.ScriptModule, inputs: List[Tuple[Any, ...]]) ->
         for node in nodes_by_name.get((name, op), []):
             for v in node.inputs():
                 src = v.node()
-                if src.kind() == "aten::dequantize" and id(src) not in counted:
+                if src.kind() in _DEQUANT_BOUNDARY and id(src) not in counted:
                     counted.add(id(src))
                     n_bound += 1
-                    ms += per_call.get("aten::dequantize", 0.0)
+                    ms += per_call.get(src.kind(), 0.0)
             for out in node.outputs():
                 for use in out.uses():
                     if use.user.kind() in _QUANT_BOUNDARY and id(use.user) not in counted:

@@ -125,10 +125,10 @@ at::Tensor tanh(const at::Tensor& qx, double scale, int64_t zero_point) {
   return apply_table("quantx::tanh", kernels::LutFunction::kTanh, qx, scale, zero_point);
 }
 
-// quint8 -> float32 (Note [Rounding]'s dequantize), keeping a channels-last layout.
+// quint8 -> float32 (Note [Rounding]'s dequantize), keeping a channels-last layout. Other quantized
+// tensors (qint8, per channel) go to aten::dequantize: convert may place this op on any of them.
 at::Tensor dequantize(const at::Tensor& qx) {
-  constexpr const char* op = "quantx::dequantize";
-  check_quint8(op, "qx", qx);
+  if (qx.scalar_type() != c10::kQUInt8 || qx.qscheme() != c10::kPerTensorAffine) return qx.dequantize();
   const auto fmt = qx.dim() == 4 && qx.is_contiguous(c10::MemoryFormat::ChannelsLast) ? c10::MemoryFormat::ChannelsLast
                                                                                        : c10::MemoryFormat::Contiguous;
   const at::Tensor x = qx.contiguous(fmt);

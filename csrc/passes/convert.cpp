@@ -86,6 +86,7 @@ class Converter {
     fake_quantize_remaining_weights();
     torch::jit::EliminateDeadCode(graph_);
     describe_float_ops();
+    if (options_.target == "quantx") dequantize_with_own_kernel();  // last: the passes above look for aten::dequantize
     const WeightSpec spec = options_.qconfig.weight_spec();
     if (spec.bits != 8 || !spec.symmetric) {
       report_.insert(report_.begin(), "weights: " + spec.describe() +
@@ -542,19 +543,21 @@ class Converter {
     }
   }
 
-  // A float -> quint8 quantize that feeds only quantx convolutions becomes quantx::quantize_nhwc:
-  // our quantize kernel, and the channels-last layout those convolutions read.
+  // A float -> quint8 quantize that feeds only quantx operators becomes quantx::quantize_nhwc: our
+  // quantize kernel, and the channels-last layout our convolutions read (the other quantx
+  // operators take any layout). This covers the model input and the way back into int8 after a
+  // float fallback (a skipped layer, an unsupported op).
   void quantize_inputs_nhwc() {
     const auto nhwc = c10::Symbol::fromQualString("quantx::quantize_nhwc");
-    const std::unordered_set<c10::Symbol> convs = {c10::Symbol::fromQualString("quantx::conv2d"),
-                                                   c10::Symbol::fromQualString("quantx::conv2d_add")};
+    const auto quantx_ns = c10::Symbol::fromQualString("namespaces::quantx");
     std::vector<Node*> quants;
     for_each_node(graph_->block(), [&](Node* n) {
       if (n->kind() != c10::aten::quantize_per_tensor || !n->output()->hasUses()) return;
       const auto dtype = torch::jit::toIValue(n->input(3));
       if (!dtype || !dtype->isInt() || dtype->toInt() != static_cast<int64_t>(c10::kQUInt8)) return;
       for (const auto& u : n->output()->uses()) {
-        if (!convs.count(u.user->kind()) || u.offset != 0) return;
+        // aten::dequantize becomes quantx::dequantize at the end (dequantize_with_own_kernel).
+        if (u.user->kind().ns() != quantx_ns && u.user->kind() != c10::aten::dequantize) return;
       }
       quants.push_back(n);
     });
@@ -567,6 +570,26 @@ class Converter {
       if (qparams_.count(q->output())) qparams_[r->output()] = qparams_[q->output()];
       q->output()->replaceAllUsesWith(r->output());
       destroy(q);
+    }
+  }
+
+  // int8 -> float at the model output and in front of float fallbacks: quantx::dequantize (our
+  // kernel, bit-exact with aten::dequantize, several times faster; it defers to aten::dequantize
+  // for anything but a per-tensor quint8 tensor).
+  void dequantize_with_own_kernel() {
+    const auto own = c10::Symbol::fromQualString("quantx::dequantize");
+    std::vector<Node*> dqs;
+    for_each_node(graph_->block(), [&](Node* n) {
+      if (n->kind() == c10::aten::dequantize && n->inputs().size() == 1 && n->output()->hasUses()) dqs.push_back(n);
+    });
+    for (Node* dq : dqs) {
+      torch::jit::WithInsertPoint guard(dq);
+      Node* r = graph_->create(own, {dq->input(0)});
+      r->output()->setType(dq->output()->type());
+      r->copyMetadata(dq);
+      graph_->insertNode(r);
+      dq->output()->replaceAllUsesWith(r->output());
+      destroy(dq);
     }
   }
 
