@@ -73,6 +73,14 @@ void ConvShapes(benchmark::internal::Benchmark* b) {
   b->Args({144, 144, 56, 3, 1, 144});  // mobilenet_v2 depthwise
   b->Args({96, 96, 112, 3, 2, 96});    // mobilenet_v2 depthwise, stride 2
   b->Args({3, 32, 224, 3, 2, 1});      // mobilenet_v2 stem
+  b->Args({32, 32, 112, 3, 1, 32});    // mobilenet_v2 depthwise, first block
+  b->Args({144, 144, 56, 3, 2, 144});  // mobilenet_v2 depthwise, stride 2
+  b->Args({384, 384, 14, 3, 1, 384});  // mobilenet_v2 depthwise
+  b->Args({960, 960, 7, 3, 1, 960});   // mobilenet_v2 depthwise
+  b->Args({16, 96, 112, 1, 1, 1});     // mobilenet_v2 1x1 expand
+  b->Args({32, 16, 112, 1, 1, 1});     // mobilenet_v2 1x1 project
+  b->Args({24, 144, 56, 1, 1, 1});     // mobilenet_v2 1x1 expand
+  b->Args({144, 24, 56, 1, 1, 1});     // mobilenet_v2 1x1 project
   b->Unit(benchmark::kMicrosecond);
 }
 

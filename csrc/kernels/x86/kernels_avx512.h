@@ -25,14 +25,12 @@ inline __m512i requantize16(__m512i acc, __m512i zcs, const float* mult, const f
   return _mm512_add_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(e.output_zero_point));
 }
 
-
 // 16 channels of one depthwise output pixel.
 inline __m512i depthwise16(int64_t taps, int64_t cp, int64_t c0, __mmask16 mask, const uint8_t* const* tap_ptrs,
                            const int16_t* w, __m512i xz) {
   __m512i acc = _mm512_setzero_si512();
   for (int64_t t = 0; t < taps; t += 2) {
-    const __m512i x0 =
-        tap_ptrs[t] != nullptr ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, tap_ptrs[t] + c0)) : xz;
+    const __m512i x0 = tap_ptrs[t] != nullptr ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, tap_ptrs[t] + c0)) : xz;
     __m512i x1 = _mm512_setzero_si512();
     if (t + 1 < taps) {
       x1 = tap_ptrs[t + 1] != nullptr ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, tap_ptrs[t + 1] + c0)) : xz;
@@ -44,7 +42,7 @@ inline __m512i depthwise16(int64_t taps, int64_t cp, int64_t c0, __mmask16 mask,
 }
 
 inline void depthwise_pixel(int64_t taps, int64_t channels, const uint8_t* const* tap_ptrs, const int16_t* w,
-                     const TileEpilogue& e, uint8_t* y) {
+                            const TileEpilogue& e, uint8_t* y) {
   const int64_t cp = (channels + 15) / 16 * 16;
   const __m512i xz = _mm512_set1_epi32(e.input_zero_point);
   for (int64_t c0 = 0; c0 < channels; c0 += 16) {
@@ -82,10 +80,10 @@ inline __m512i depthwise_inside16(const uint8_t* base, const int64_t* off, const
 // Channel block outer, pixels inner: the block's weights, column sums and epilogue vectors stay in
 // registers while the pixels stream by; interior pixels take fixed tap offsets (and, for T > 0
 // taps, the unrolled depthwise_inside16), border pixels the checked path (padding contributes the
-// input zero point, as in the reference).
+// input zero point, as in the reference). Channel blocks from c_begin (a multiple of 16).
 template <int T>
 inline void depthwise_rows_taps(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e,
-                                uint8_t* y, int64_t m_begin, int64_t m_end) {
+                                uint8_t* y, int64_t m_begin, int64_t m_end, int64_t c_begin = 0) {
   constexpr int kMaxTaps = kDepthwiseRowsMaxTaps;
   const int64_t taps = T > 0 ? T : s.kernel_h * s.kernel_w, c = s.channels, cp = (c + 15) / 16 * 16;
   int64_t off[kMaxTaps], dh[kMaxTaps], dw[kMaxTaps];
@@ -101,7 +99,7 @@ inline void depthwise_rows_taps(const DepthwiseShape& s, const uint8_t* x, const
   const int64_t inner_hi = last < 0 ? 0 : std::min(s.out_w, last / s.stride_w + 1);
   const int64_t inner_lo = std::min(inner_hi, (s.pad_w + s.stride_w - 1) / s.stride_w);
   const __m512i xz = _mm512_set1_epi32(e.input_zero_point);
-  for (int64_t c0 = 0; c0 < c; c0 += 16) {
+  for (int64_t c0 = c_begin; c0 < c; c0 += 16) {
     const int64_t left = c - c0;
     const __mmask16 mask = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
     __m512i wv[(kMaxTaps + 1) / 2];

@@ -1,13 +1,17 @@
 // AVX-512 VNNI microkernels of the int8 convolution: a register tile of up to 12 rows x 64
 // columns accumulated with vpdpbusd (64 multiply-adds per instruction), over im2col rows or through
-// an indirection buffer, and the depthwise kernels on vpdpwssd. Layouts and arithmetic:
-// Note [Packed weights] in kernels/conv.cpp.
+// an indirection buffer, and the depthwise kernels (3x3 and 5x5 on vpdpbusd over quads of taps
+// where the CPU has VBMI, else kernels_avx512.h's vpdpwssd). Layouts and arithmetic: Note [Packed
+// weights] in kernels/conv.cpp.
 #include <immintrin.h>
 
+#include <cstdint>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/isa.h"
 #include "kernels/x86/kernels_avx512.h"
 
 namespace tqx::kernels {
@@ -173,6 +177,147 @@ void gemm_indirect_tile(int64_t rows, int64_t cols, int64_t taps, int64_t k_tap,
 
 using avx512::depthwise_pixel;
 
+// Byte 4c + j of the result is byte 16j + c of {lo, hi} (lanes 0, 1 of lo, then of hi; vpermi2b,
+// AVX-512 VBMI): four taps' 16 channels become 16 dwords of four taps each, vpdpbusd's layout.
+// Issued through asm so this file keeps the AVX-512 VNNI level's flags (Cascade Lake has VNNI
+// without VBMI); depthwise_rows picks this path only where cpu_has_avx512_vbmi().
+inline __m512i transpose4x16(__m512i idx, __m256i lo, __m256i hi) {
+  __asm__("vpermi2b %2, %1, %0" : "+v"(idx) : "v"(_mm512_castsi256_si512(lo)), "v"(_mm512_castsi256_si512(hi)));
+  return idx;
+}
+
+// The int32 sums of 16 channels of one output pixel over T taps, four taps per vpdpbusd: the 16
+// bytes of taps 4g..4g+3 at ptr(t) (two 32-byte pairs, each a load and a vinserti128 from memory,
+// so no load waits on an earlier one), interleaved per channel by one vpermi2b; wq[g] holds the s8
+// weights of group g (zero past T). The products and sums are the same int32 values as
+// vpdpwssd's on the int16 pairs.
+template <int T, class Ptr>
+inline __m512i depthwise_quads16(Ptr ptr, const __m512i* wq, __m512i idx) {
+  constexpr int kGroups = (T + 3) / 4;
+  auto tap = [&](int t) { return reinterpret_cast<const __m128i*>(ptr(t < T ? t : 0)); };
+  __m512i acc[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+#pragma GCC unroll 8
+  for (int g = 0; g < kGroups; ++g) {
+    const __m256i lo = _mm256_loadu2_m128i(tap(4 * g + 1), tap(4 * g));
+    const __m256i hi = _mm256_loadu2_m128i(tap(4 * g + 3), tap(4 * g + 2));
+    acc[g & 1] = _mm512_dpbusd_epi32(acc[g & 1], transpose4x16(idx, lo, hi), wq[g]);
+  }
+  return _mm512_add_epi32(acc[0], acc[1]);
+}
+
+// The full 16-channel blocks with depthwise_quads16 (3x3: three vpdpbusd and three vpermb per
+// pixel and block instead of five vpdpwssd, nine vpmovzxbd and four shift-or pairs). Pixels outer
+// in segments of up to kSegment of one output row, channel blocks inner: a segment's output and
+// input lines stay in L1 while every block passes over them (block-outer passes over the whole
+// image left each 16-byte store and load to miss L1; the stores bound the loop). Weights are
+// rearranged into vpdpbusd quads once per call; padding taps read a row of input zero points. The
+// last partial block, if any, goes to depthwise_rows_taps.
+template <int T>
+void depthwise_rows_vbmi(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
+                         int64_t m_begin, int64_t m_end) {
+  constexpr int kGroups = (T + 3) / 4;
+  constexpr int64_t kSegment = 16;
+  const int64_t c = s.channels, cp = (c + 15) / 16 * 16, full = c / 16 * 16, blocks = full / 16;
+  int64_t off[T], dh[T], dw[T];
+  for (int64_t kh = 0, t = 0; kh < s.kernel_h; ++kh) {
+    for (int64_t kw = 0; kw < s.kernel_w; ++kw, ++t) {
+      dh[t] = kh * s.dilation_h;
+      dw[t] = kw * s.dilation_w;
+      off[t] = (dh[t] * s.in_w + dw[t]) * c;
+    }
+  }
+  const std::vector<uint8_t> zero_row(static_cast<size_t>(c), static_cast<uint8_t>(e.input_zero_point));
+  std::vector<int8_t> quads(static_cast<size_t>(blocks * kGroups * 64 + 64), 0);
+  int8_t* const wq_all = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(quads.data()) + 63) & ~uintptr_t{63});
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int t = 0; t < T; ++t) {
+      for (int ch = 0; ch < 16; ++ch) {
+        wq_all[(b * kGroups + t / 4) * 64 + 4 * ch + t % 4] =
+            static_cast<int8_t>(w[((t / 2) * cp + b * 16 + ch) * 2 + t % 2]);
+      }
+    }
+  }
+  const int64_t last = s.in_w - 1 - (s.kernel_w - 1) * s.dilation_w + s.pad_w;
+  const int64_t inner_hi = last < 0 ? 0 : std::min(s.out_w, last / s.stride_w + 1);
+  const int64_t inner_lo = std::min(inner_hi, (s.pad_w + s.stride_w - 1) / s.stride_w);
+  alignas(64) int8_t idx_bytes[64];
+  for (int i = 0; i < 64; ++i)
+    idx_bytes[i] = static_cast<int8_t>((i % 4 < 2 ? 16 * (i % 4) : 32 + 16 * (i % 4)) + i / 4);
+  const __m512i idx = _mm512_load_si512(idx_bytes);
+  const __m512i xz = _mm512_set1_epi32(e.input_zero_point);
+  const __m512 lo = _mm512_set1_ps(e.lo), hi = _mm512_set1_ps(e.hi), rmult = _mm512_set1_ps(e.residual_multiplier);
+  const __m512i yz = _mm512_set1_epi32(e.output_zero_point), rz = _mm512_set1_epi32(e.residual_zero_point);
+  const uint8_t* const residual = e.residual;
+  const int64_t step = s.stride_w * c;
+  const uint8_t* p[kSegment][T];  // border pixels' tap pointers at channel 0
+  for (int64_t m = m_begin; m < m_end;) {
+    const int64_t n = m / (s.out_h * s.out_w), oh = m / s.out_w % s.out_h, ow0 = m % s.out_w;
+    const int64_t count = std::min(kSegment, std::min(m_end, m - ow0 + s.out_w) - m);
+    const int64_t ih0 = oh * s.stride_h - s.pad_h;
+    const bool rows_inside = ih0 >= 0 && ih0 + (s.kernel_h - 1) * s.dilation_h < s.in_h;
+    // Pixels [in_lo, in_hi) of the segment have windows inside the input; the others take pointers.
+    int64_t in_lo = count, in_hi = count;
+    if (rows_inside) {
+      in_lo = std::clamp(inner_lo - ow0, int64_t{0}, count);
+      in_hi = std::clamp(inner_hi - ow0, in_lo, count);
+    }
+    const uint8_t* const base = x + ((n * s.in_h + ih0) * s.in_w + ow0 * s.stride_w - s.pad_w) * c;
+    for (int64_t j = 0; j < count; ++j) {
+      if (j >= in_lo && j < in_hi) continue;
+      const int64_t iw0 = (ow0 + j) * s.stride_w - s.pad_w;
+      for (int t = 0; t < T; ++t) {
+        const int64_t ih = ih0 + dh[t], iw = iw0 + dw[t];
+        p[j][t] = ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w ? zero_row.data() : base + j * step + off[t];
+      }
+    }
+    uint8_t* const yseg = y + m * c;
+    const uint8_t* const rseg = residual != nullptr ? residual + m * c : nullptr;
+    for (int64_t c0 = 0; c0 < full; c0 += 16) {
+      __m512i wq[kGroups];
+      for (int g = 0; g < kGroups; ++g) wq[g] = _mm512_load_si512(wq_all + (c0 / 16 * kGroups + g) * 64);
+      const __m512i zcs = _mm512_mullo_epi32(xz, _mm512_loadu_si512(e.col_sums + c0));
+      const __m512 mult = _mm512_loadu_ps(e.multiplier + c0), bias = _mm512_loadu_ps(e.bias + c0);
+      // depthwise_rows_taps' epilogue, the same float32 operations in the same order.
+      auto finish = [&](__m512i acc, int64_t j) {
+        __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, zcs)), mult), bias);
+        if (rseg != nullptr) {
+          const __m512i r = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rseg + j * c + c0)));
+          v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(r, rz)), rmult));
+        }
+        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(yseg + j * c + c0),
+                         _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), yz)));
+      };
+      for (int64_t j = 0; j < in_lo; ++j) {
+        finish(depthwise_quads16<T>([&](int t) { return p[j][t] + c0; }, wq, idx), j);
+      }
+      for (int64_t j = in_lo; j < in_hi; ++j) {
+        const uint8_t* const b = base + j * step + c0;
+        finish(depthwise_quads16<T>([&](int t) { return b + off[t]; }, wq, idx), j);
+      }
+      for (int64_t j = in_hi; j < count; ++j) {
+        finish(depthwise_quads16<T>([&](int t) { return p[j][t] + c0; }, wq, idx), j);
+      }
+    }
+    m += count;
+  }
+  if (full < c) avx512::depthwise_rows_taps<T>(s, x, w, e, y, m_begin, m_end, full);
+}
+
+// 3x3 and 5x5 on the vpdpbusd path where the CPU has VBMI; everything else as the AMX file does.
+void depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
+                    int64_t m_begin, int64_t m_end) {
+  static const bool vbmi = cpu_has_avx512_vbmi();
+  const int64_t taps = s.kernel_h * s.kernel_w;
+  if (vbmi && taps == 9) {
+    depthwise_rows_vbmi<9>(s, x, w, e, y, m_begin, m_end);
+  } else if (vbmi && taps == 25) {
+    depthwise_rows_vbmi<25>(s, x, w, e, y, m_begin, m_end);
+  } else {
+    avx512::depthwise_rows(s, x, w, e, y, m_begin, m_end);
+  }
+}
+
 const GemmKernels kKernels{gemm_tile,
                            64,
                            {0, kMaxRows[1], kMaxRows[2], kMaxRows[3], kMaxRows[4]},
@@ -181,7 +326,7 @@ const GemmKernels kKernels{gemm_tile,
                            nullptr,
                            nullptr,
                            depthwise_pixel,
-                           avx512::depthwise_rows,
+                           depthwise_rows,
                            gemm_indirect_tile};
 
 }  // namespace
