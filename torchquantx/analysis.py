@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - tqdm is a dependency
     tqdm = None
 
 from . import calibration as _calibration
+from ._graph import module_path as _module_path, qconfig_fields as _qconfig_fields, walk
 from . import quantize as _quantize
 
 
@@ -137,28 +138,10 @@ _LIB.impl("act", _act_tap, "CPU")
 _LIB.impl("weight", _weight_tap, "CPU")
 
 
-def _module_path(node: torch._C.Node) -> str:
-    """'layers.0.conv1' from a node's module hierarchy 'layers(Sequential).0(BasicBlock).conv1(Conv2d).SELF(Conv2d)'."""
-    parts = re.findall(r"([^.()]+)\([^()]*\)", node.getModuleHierarchy())
-    return ".".join(p for p in parts if p not in ("SELF", "UNKNOWN_INSTANCE"))
-
-
 def _split_place(place: str) -> Tuple[str, str]:
     """('layers.0.conv2', 'aten::conv2d') from an observer place 'layers.0.conv2 (aten::conv2d)'."""
     m = re.fullmatch(r"(.*) \(([\w:.]+)\)", place)
     return (m.group(1), m.group(2)) if m else (place, "input" if place.startswith("input") else "")
-
-
-def _walk(block: Any) -> Iterable[torch._C.Node]:
-    for node in block.nodes():
-        yield node
-        for sub in node.blocks():
-            yield from _walk(sub)
-
-
-def _qconfig_fields(cpp: torch._C.ScriptModule) -> Dict[str, str]:
-    text = str(cpp.getattr("_tqx_qconfig"))
-    return dict(kv.split("=", 1) for kv in text.split(";") if "=" in kv)
 
 
 def _qrange(obj: Any) -> Tuple[int, int]:
@@ -192,13 +175,13 @@ class _Probe:
         places = {name: place for name, place, _ in _calibration.observers(prepared)}
         # A loaded copy has no module hierarchy on its nodes; the original's weighted ops, in the same
         # order, name them.
-        layer_names = [_module_path(n) for n in _walk(prepared.graph) if n.kind() in _WEIGHTED_OPS]
-        weighted = [n for n in _walk(graph) if n.kind() in _WEIGHTED_OPS]
+        layer_names = [_module_path(n) for n, _ in walk(prepared.graph) if n.kind() in _WEIGHTED_OPS]
+        weighted = [n for n, _ in walk(graph) if n.kind() in _WEIGHTED_OPS]
         if len(weighted) != len(layer_names):
             raise RuntimeError(f"torchquantx.analyze: the copy of the prepared model has {len(weighted)} conv/linear "
                                f"ops, the original {len(layer_names)}")
         names_of = {id(n): name for n, name in zip(weighted, layer_names)}
-        for node in list(_walk(graph)):
+        for node, _ in list(walk(graph)):
             if node.kind() == "prim::CallMethod":
                 owner = node.inputsAt(0).node()
                 if owner.kind() != "prim::GetAttr" or not owner.s("name").startswith(_OBS_PREFIX):
@@ -384,8 +367,8 @@ def _float_ops(qmodel: torch.jit.ScriptModule, inputs: List[Tuple[Any, ...]]) ->
     counted: Set[int] = set()
     result: List[FloatOp] = []
     nodes_by_name: Dict[Tuple[str, str], List[Any]] = {}
-    for node in _walk(qmodel.graph):
-        nodes_by_name.setdefault((_module_path(node), node.kind()), []).append(node)
+    for node, _ in walk(qmodel.graph):
+        nodes_by_name.setdefault((_module_path(node) or "<top>", node.kind()), []).append(node)
     for name, op, reason in floats:
         n_bound, ms = 0, 0.0
         for node in nodes_by_name.get((name, op), []):

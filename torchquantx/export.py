@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from . import calibration
+from ._graph import module_path, qconfig_fields, walk
 from .quantize import convert
 
 __all__ = ["export_onnx", "read_qparams_json", "read_trt_cache", "write_qparams_json", "write_trt_cache"]
@@ -72,13 +73,6 @@ class _Observer:
         return int(settings[0]), int(settings[1]), bool(settings[2]), float(settings[3])
 
 
-def _walk(block: Any, top_level: bool = True) -> Iterator[Tuple[Any, bool]]:
-    for node in block.nodes():
-        yield node, top_level
-        for sub in node.blocks():
-            yield from _walk(sub, False)
-
-
 def _observer_attr(node: Any) -> Optional[str]:
     if node.kind() != "prim::CallMethod":
         return None
@@ -105,7 +99,7 @@ def _observers(fn: str, prepared: torch.jit.ScriptModule) -> List[_Observer]:
     """Every activation observer once, in the order of its first call (blocks included)."""
     cpp = calibration._prepared_cpp(fn, prepared)
     top: Dict[str, bool] = {}
-    for node, top_level in _walk(cpp._get_method("forward").graph):
+    for node, top_level in walk(cpp._get_method("forward").graph):
         attr = _observer_attr(node)
         if attr is not None:
             top[attr] = top.get(attr, False) or top_level
@@ -185,10 +179,6 @@ def _set_status(o: _Observer, status: str) -> None:
 
 # ---- weights ------------------------------------------------------------------------------------
 
-def _qconfig(cpp: Any) -> Dict[str, str]:
-    return dict(item.split("=", 1) for item in cpp.getattr(calibration._QCONFIG_ATTR).split(";") if "=" in item)
-
-
 @dataclasses.dataclass
 class _Weight:
     layer: str           # module path of the conv/linear
@@ -203,9 +193,7 @@ class _Weight:
 
 
 def _layer_name(node: Any) -> str:
-    """stem(Sequential).0(Conv2d).SELF(Conv2d) -> stem.0"""
-    parts = [re.sub(r"\(.*\)$", "", p) for p in node.getModuleHierarchy().split(".")]
-    return ".".join(p for p in parts if p and p != "SELF") or "<top>"
+    return module_path(node) or "<top>"
 
 
 def _place(node: Any) -> str:
@@ -220,7 +208,7 @@ def _constant_tensor(v: Any) -> Optional[torch.Tensor]:
 
 
 def _layers(graph: Any) -> List[Any]:
-    return [n for n, _ in _walk(graph) if n.kind() in _QUANTIZED_LAYERS]
+    return [n for n, _ in walk(graph) if n.kind() in _QUANTIZED_LAYERS]
 
 
 def _weight_qparams(fn: str, node: Any, w: torch.Tensor, converted_w: torch.Tensor,
@@ -264,7 +252,7 @@ def _plan(fn: str, prepared: torch.jit.ScriptModule) -> _Plan:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the unreached-branch warning: the status says it
         reference = convert(prepared, target="reference")
-    qconfig = _qconfig(cpp)
+    qconfig = qconfig_fields(cpp)
     before = _layers(cpp._get_method("forward").graph)
     after = _layers(reference.graph)
     if [n.kind() for n in before] != [n.kind() for n in after]:
@@ -592,7 +580,7 @@ def _drop_assertions(graph: Any) -> None:
     """Removes shape assertions (an if whose one branch only raises, e.g. adaptive_avg_pool2d's) and
     warnings: the example inputs passed them; ONNX has neither exceptions nor warnings."""
     doomed = []
-    for node, _ in _walk(graph):
+    for node, _ in walk(graph):
         if node.kind() == "aten::warn":
             doomed.append(node)
         if node.kind() != "prim::If" or node.outputsSize() != 0:
@@ -608,7 +596,7 @@ def _drop_assertions(graph: Any) -> None:
 def _check_exportable(fn: str, graph: Any, opset: int) -> None:
     from torch.onnx._internal import registration
     bad = []
-    for node, _ in _walk(graph):
+    for node, _ in walk(graph):
         kind = node.kind()
         if kind in _PRIM_EXPORTED or kind in _NUMBER_CASTS:
             continue
@@ -628,13 +616,13 @@ def _fake_quantize_activations(fn: str, graph: Any, plan: _Plan) -> List[Tuple[A
     (the quantized float value, its observer's tensor name) pairs."""
     by_attr = {o.attr: o for o in plan.observers}
     expected = []  # observer calls convert turned into quantize nodes, in graph order
-    for node, _ in _walk(plan.prepared_graph):
+    for node, _ in walk(plan.prepared_graph):
         attr = _observer_attr(node)
         if attr is not None and plan.status[attr] == "range":
             expected.append(by_attr[attr])
     named: set = set()
     out = []
-    quantizes = [n for n, _ in _walk(graph) if n.kind() == "aten::quantize_per_tensor"]
+    quantizes = [n for n, _ in walk(graph) if n.kind() == "aten::quantize_per_tensor"]
     k = 0
     for q in quantizes:
         x, scale_v, zp_v, dtype_v = (q.inputsAt(i) for i in range(4))
