@@ -616,7 +616,7 @@ def _quantize(argv: List[str]) -> int:
         prepared, data, source = calibrated(model, args)
         qmodel = tqx.convert(prepared, args.target)
         method = args.method or "minmax"
-    from .report import save_atomic
+    from ._files import save_atomic
     save_atomic(lambda tmp: torch.jit.save(qmodel, tmp), out)
 
     example = _first_batch(data)[:8] if data is not None else None
@@ -677,7 +677,8 @@ def _analyze(argv: List[str]) -> int:
         raise UsageError("--report draws its plots with matplotlib, which is not installed (Debian: apt-get install "
                          "python3-matplotlib; scripts/install-deps.sh installs it)")
     from . import analysis as analysis_module
-    from .report import atomic_write, format_table, write_report
+    from ._files import atomic_write
+    from .report import format_table, write_report
     analyze = getattr(analysis_module, "analyze", None)
     if analyze is None:
         raise UsageError("this torchquantx has no torchquantx.analysis.analyze()")
@@ -736,7 +737,7 @@ def _export(argv: List[str]) -> int:
             raise UsageError("--onnx needs an example input: pass --input-size C,H,W or --data")
         import torch
         example = _first_batch(data)[:1] if data is not None else torch.zeros(1, *shape)
-    from .report import temporary_path
+    from ._files import temporary_path
     tmps: List[Tuple[str, str]] = []
     try:
         for flag, path in outputs:

@@ -22,14 +22,14 @@ import math
 import os
 import re
 import struct
-import tempfile
 import warnings
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from . import calibration
+from ._files import save_atomic
 from ._graph import module_path, qconfig_fields, walk
 from .quantize import convert
 
@@ -270,27 +270,6 @@ def _plan(fn: str, prepared: torch.jit.ScriptModule) -> _Plan:
 
 # ---- files --------------------------------------------------------------------------------------
 
-def _write_atomic(fn: str, path: str, write: Callable[[str], None]) -> str:
-    """Writes through a temporary file in the target's folder, renamed over `path` only on success."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"torchquantx.{fn}: folder {folder!r} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(prefix=".tqx-", suffix=".part", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the result gets a new file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def _read_text(fn: str, path: str) -> str:
     try:
         with open(path, "r", encoding="utf-8") as f:
@@ -335,7 +314,7 @@ def write_qparams_json(prepared: torch.jit.ScriptModule, path: str) -> str:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
 
-    return _write_atomic(fn, path, write)
+    return save_atomic(write, path, f"torchquantx.{fn}")
 
 
 def _field(fn: str, entry: Dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -486,7 +465,7 @@ def write_trt_cache(prepared: torch.jit.ScriptModule, path: str, *, header: str 
         with open(tmp, "w", encoding="ascii", newline="\n") as f:
             f.write("\n".join(lines) + "\n")
 
-    return _write_atomic(fn, path, write)
+    return save_atomic(write, path, f"torchquantx.{fn}")
 
 
 def _parse_trt_cache(fn: str, path: str) -> Dict[str, float]:
@@ -804,4 +783,4 @@ def export_onnx(prepared: torch.jit.ScriptModule, path: str, example_inputs: Any
         onnx.checker.check_model(model, full_check=True)
         onnx.save(model, tmp)
 
-    return _write_atomic(fn, path, write)
+    return save_atomic(write, path, f"torchquantx.{fn}")

@@ -14,9 +14,9 @@ import base64
 import html
 import io
 import math
-import os
-from typing import Any, Callable, Iterable, List, Optional, Sequence
+from typing import Any, Iterable, List, Optional, Sequence
 
+from ._files import atomic_write
 from .analysis import Analysis, LayerStats
 
 # A layer whose SQNR is below these (dB) is marked in the tables: int8 noise at 20 dB is 1% of the
@@ -248,32 +248,5 @@ def write_report(analysis: Analysis, path: str, *, title: Optional[str] = None, 
         raise TypeError(f"torchquantx.report.write_report: analysis should be a torchquantx.analysis.Analysis, got "
                         f"{type(analysis).__name__}")
     text = render_report(analysis, title=title, histograms=histograms)
-    atomic_write(path, text.encode("utf-8"))
+    atomic_write(path, text.encode("utf-8"), "torchquantx.report.write_report")
     return path
-
-
-def temporary_path(path: str) -> str:
-    """A hidden name beside `path`, with its extension, for writing before the rename."""
-    stem, ext = os.path.splitext(os.path.basename(path))
-    return os.path.join(os.path.dirname(os.path.abspath(path)), f".{stem}.tmp{os.getpid()}{ext}")
-
-
-def save_atomic(save: Callable[[str], Any], path: str) -> None:
-    """Calls save(tmp) with a temporary file beside `path`, then renames it to `path`: a failure (or
-    Ctrl-C) leaves neither a partial file nor the temporary one. Permissions follow the umask."""
-    tmp = temporary_path(path)
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Writes `data` to `path` through save_atomic."""
-    def save(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            f.write(data)
-    save_atomic(save, path)
