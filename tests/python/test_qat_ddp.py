@@ -11,19 +11,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import torchquantx as tqx
+from test_qat import ConvBnReluLinear
 
 WORLD = 2
 
 
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
-        self.fc = nn.Linear(8 * 8 * 8, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(F.relu(self.bn(self.conv(x))), 1))
+Net = ConvBnReluLinear  # conv + BN + ReLU + linear: every QAT piece, small enough for three DDP steps
 
 
 def _qparams(qmodel: torch.jit.ScriptModule):
