@@ -225,11 +225,29 @@ struct TileSession {
   const GemmKernels& k_;
 };
 
+// Calls tile(r, rows_here, cols, n0, epilogue, out) for each output tile of group g over the rows
+// [mb, mb + rows): column blocks of the kernel's width, row runs of its height for that width.
+template <typename Tile>
+void for_each_tile(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const PaddedEpilogue& pe,
+                   const ConvEpilogue& e, int64_t g, int64_t mb, int64_t rows, uint8_t* y, const Tile& tile) {
+  const int64_t cout_g = w.out_c / w.groups;
+  for (int64_t n0 = 0; n0 < cout_g; n0 += k.max_cols) {
+    const int64_t cols = std::min(k.max_cols, cout_g - n0);
+    const int64_t max_rows = k.max_rows[(cols + 15) / 16];
+    TileEpilogue te = tile_epilogue(pe, g * pe.group_stride + n0, e);
+    const int64_t col0 = g * cout_g + n0;
+    for (int64_t r = 0; r < rows; r += max_rows) {
+      if (e.residual != nullptr) te.residual = e.residual + (mb + r) * s.out_c + col0;
+      tile(r, std::min(max_rows, rows - r), cols, n0, te, y + (mb + r) * s.out_c + col0);
+    }
+  }
+}
+
 // Convolutions whose per-group input channels fill whole k-groups: the tiles read the input through
 // an indirection buffer, with no im2col copy.
 void gemm_rows_indirect(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
                         const ConvEpilogue& e, const PaddedEpilogue& pe, uint8_t* y, int64_t m_begin, int64_t m_end) {
-  const int64_t cout_g = w.out_c / w.groups, cin_g = w.in_c_per_group, b_stride = w.k_alloc * 16;
+  const int64_t cin_g = w.in_c_per_group, b_stride = w.k_alloc * 16;
   const int64_t taps = s.kernel_h * s.kernel_w;
   thread_local std::vector<const uint8_t*> pointers;
   thread_local std::vector<uint8_t> zero;
@@ -248,24 +266,18 @@ void gemm_rows_indirect(const GemmKernels& k, const ConvShape& s, const PackedCo
     build_indirection(s, x, zero.data(), offsets.data(), mb, rows, pointers.data());
     for (int64_t g = 0; g < w.groups; ++g) {
       const int8_t* bg = packed + g * w.n_blocks * b_stride;
-      for (int64_t n0 = 0; n0 < cout_g; n0 += k.max_cols) {
-        const int64_t cols = std::min(k.max_cols, cout_g - n0);
-        const int64_t max_rows = k.max_rows[(cols + 15) / 16];
-        TileEpilogue te = tile_epilogue(pe, g * pe.group_stride + n0, e);
-        const int64_t col0 = g * cout_g + n0;
-        for (int64_t r = 0; r < rows; r += max_rows) {
-          if (e.residual != nullptr) te.residual = e.residual + (mb + r) * s.out_c + col0;
-          k.indirect_tile(std::min(max_rows, rows - r), cols, taps, cin_g, pointers.data() + r * taps, g * cin_g,
-                          bg + n0 / 16 * b_stride, b_stride, te, y + (mb + r) * s.out_c + col0, s.out_c);
-        }
-      }
+      for_each_tile(k, s, w, pe, e, g, mb, rows, y,
+                    [&](int64_t r, int64_t n, int64_t cols, int64_t n0, const TileEpilogue& te, uint8_t* out) {
+                      k.indirect_tile(n, cols, taps, cin_g, pointers.data() + r * taps, g * cin_g,
+                                      bg + n0 / 16 * b_stride, b_stride, te, out, s.out_c);
+                    });
     }
   }
 }
 
 void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
                const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end) {
-  const int64_t cout_g = w.out_c / w.groups, k_eff = round_up(w.k, k.k_align), b_stride = w.k_alloc * 16;
+  const int64_t k_eff = round_up(w.k, k.k_align), b_stride = w.k_alloc * 16;
   // A 1x1 stride-1 convolution reads its rows straight from x when they are whole k-steps long.
   const bool direct = s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
                       s.pad_w == 0 && w.groups == 1 && s.in_c % k.k_align == 0;
@@ -293,17 +305,10 @@ void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights
         lda = k_eff;
       }
       const int8_t* bg = packed + g * w.n_blocks * b_stride;
-      for (int64_t n0 = 0; n0 < cout_g; n0 += k.max_cols) {
-        const int64_t cols = std::min(k.max_cols, cout_g - n0);
-        const int64_t max_rows = k.max_rows[(cols + 15) / 16];
-        TileEpilogue te = tile_epilogue(pe, g * pe.group_stride + n0, e);
-        const int64_t col0 = g * cout_g + n0;
-        for (int64_t r = 0; r < rows; r += max_rows) {
-          if (e.residual != nullptr) te.residual = e.residual + (mb + r) * s.out_c + col0;
-          k.tile(std::min(max_rows, rows - r), cols, k_eff, a + r * lda, lda, bg + n0 / 16 * b_stride, b_stride, te,
-                 y + (mb + r) * s.out_c + col0, s.out_c);
-        }
-      }
+      for_each_tile(k, s, w, pe, e, g, mb, rows, y,
+                    [&](int64_t r, int64_t n, int64_t cols, int64_t n0, const TileEpilogue& te, uint8_t* out) {
+                      k.tile(n, cols, k_eff, a + r * lda, lda, bg + n0 / 16 * b_stride, b_stride, te, out, s.out_c);
+                    });
     }
   }
 }
