@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "kernels/pool.h"
+#include "kernels/x86/avx2/affine_avx2.h"
 
 namespace tqx::kernels {
 namespace {
@@ -44,20 +45,13 @@ inline __m256i widen8(const uint8_t* p) {
   return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
 }
 
-// Note [Rounding], as requantize in quantize_avx2.cpp: float(acc) * multiplier clamped to
+// Note [Rounding] on int32 sums (affine_avx2.h): float(acc) * multiplier clamped to
 // [qmin - zp, qmax - zp] (NaN to the lower bound), round half to even, + zp; 8 bytes out.
 struct Requantize {
-  __m256 mul, lo, hi;
-  __m256i zp;
-  explicit Requantize(const AffineParams& p)
-      : mul(_mm256_set1_ps(p.inv_scale)),
-        lo(_mm256_set1_ps(static_cast<float>(p.qmin - p.zero_point))),
-        hi(_mm256_set1_ps(static_cast<float>(p.qmax - p.zero_point))),
-        zp(_mm256_set1_epi32(p.zero_point)) {}
+  AffineAvx2 affine;
+  explicit Requantize(const AffineParams& p) : affine(p) {}
   __m128i apply(__m256i acc) const {
-    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), mul);
-    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-    const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);  // in [0, 255]
+    const __m256i q = affine.quantize(_mm256_cvtepi32_ps(acc));  // in [0, 255]
     const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
     return _mm_packus_epi16(w, w);
   }

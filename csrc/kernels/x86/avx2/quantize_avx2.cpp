@@ -6,26 +6,10 @@
 #include <type_traits>
 
 #include "kernels/quantize.h"
+#include "kernels/x86/avx2/affine_avx2.h"
 
 namespace tqx::kernels {
 namespace {
-
-// Note [Rounding]: clamp the float product first (vmaxps returns its second operand when the
-// first is NaN, so NaN becomes the lower bound), round half to even with vcvtps2dq, add zp.
-struct QuantizeConsts {
-  __m256 mul, lo, hi;
-  __m256i zp;
-  explicit QuantizeConsts(const AffineParams& p)
-      : mul(_mm256_set1_ps(p.inv_scale)),
-        lo(_mm256_set1_ps(static_cast<float>(p.qmin - p.zero_point))),
-        hi(_mm256_set1_ps(static_cast<float>(p.qmax - p.zero_point))),
-        zp(_mm256_set1_epi32(p.zero_point)) {}
-  __m256i apply(__m256 x) const {
-    __m256 v = _mm256_mul_ps(x, mul);
-    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-    return _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
-  }
-};
 
 // Packs 32 int32 lanes (already inside the target range) to 32 bytes in order.
 template <typename Q>
@@ -45,11 +29,11 @@ void store16(int16_t* y, __m256i a, __m256i b) {
 }
 
 template <typename Q>
-void quantize_block(const float* x, Q* y, const QuantizeConsts& c) {
-  const __m256i q0 = c.apply(_mm256_loadu_ps(x));
-  const __m256i q1 = c.apply(_mm256_loadu_ps(x + 8));
-  const __m256i q2 = c.apply(_mm256_loadu_ps(x + 16));
-  const __m256i q3 = c.apply(_mm256_loadu_ps(x + 24));
+void quantize_block(const float* x, Q* y, const AffineAvx2& c) {
+  const __m256i q0 = c.quantize(_mm256_loadu_ps(x));
+  const __m256i q1 = c.quantize(_mm256_loadu_ps(x + 8));
+  const __m256i q2 = c.quantize(_mm256_loadu_ps(x + 16));
+  const __m256i q3 = c.quantize(_mm256_loadu_ps(x + 24));
   if constexpr (std::is_same<Q, int16_t>::value) {
     store16(y, q0, q1);
     store16(y + 16, q2, q3);
@@ -61,7 +45,7 @@ void quantize_block(const float* x, Q* y, const QuantizeConsts& c) {
 // Blocks of 32 elements; the tail goes through a zero-padded copy of itself.
 template <typename Q>
 void quantize_avx2(int64_t n, const float* x, Q* y, const AffineParams& p) {
-  const QuantizeConsts c(p);
+  const AffineAvx2 c(p);
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) quantize_block<Q>(x + i, y + i, c);
   if (i < n) {
