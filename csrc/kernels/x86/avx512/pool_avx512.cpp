@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "kernels/pool.h"
+#include "kernels/x86/avx512/affine_avx512.h"
 
 namespace tqx::kernels {
 namespace {
@@ -45,20 +46,12 @@ void u8_max_windows_avx512(int64_t n, int64_t taps, const uint8_t* const* rows, 
   }
 }
 
-// Note [Rounding], as requantize in quantize_avx512.cpp: float(acc) * multiplier clamped to
-// [qmin - zp, qmax - zp] (NaN to the lower bound), round half to even, + zp.
+// Note [Rounding] on int32 sums (affine_avx512.h), stored as bytes under a mask.
 struct Requantize {
-  __m512 mul, lo, hi;
-  __m512i zp;
-  explicit Requantize(const AffineParams& p)
-      : mul(_mm512_set1_ps(p.inv_scale)),
-        lo(_mm512_set1_ps(static_cast<float>(p.qmin - p.zero_point))),
-        hi(_mm512_set1_ps(static_cast<float>(p.qmax - p.zero_point))),
-        zp(_mm512_set1_epi32(p.zero_point)) {}
+  AffineAvx512 affine;
+  explicit Requantize(const AffineParams& p) : affine(p) {}
   void store(uint8_t* y, __m512i acc, __mmask16 m) const {
-    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mul);
-    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-    _mm512_mask_cvtepi32_storeu_epi8(y, m, _mm512_add_epi32(_mm512_cvtps_epi32(v), zp));
+    _mm512_mask_cvtepi32_storeu_epi8(y, m, affine.quantize(_mm512_cvtepi32_ps(acc)));
   }
 };
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "kernels/quantize.h"
+#include "kernels/x86/avx512/affine_avx512.h"
 
 namespace tqx::kernels {
 namespace {
@@ -11,24 +12,6 @@ namespace {
 inline __mmask16 tail_mask(int64_t remaining) {
   return static_cast<__mmask16>((1u << remaining) - 1u);
 }
-
-// Note [Rounding]: clamp the float product to [qmin - zp, qmax - zp] (NaN becomes the lower
-// bound, because vmaxps returns its second operand when the first is NaN), round half to even
-// with vcvtps2dq, then add the zero point in int32.
-struct QuantizeConsts {
-  __m512 mul, lo, hi;
-  __m512i zp;
-  explicit QuantizeConsts(const AffineParams& p)
-      : mul(_mm512_set1_ps(p.inv_scale)),
-        lo(_mm512_set1_ps(static_cast<float>(p.qmin - p.zero_point))),
-        hi(_mm512_set1_ps(static_cast<float>(p.qmax - p.zero_point))),
-        zp(_mm512_set1_epi32(p.zero_point)) {}
-  __m512i apply(__m512 x) const {
-    __m512 v = _mm512_mul_ps(x, mul);
-    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-    return _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
-  }
-};
 
 template <typename Q>
 void store_q(Q* y, __m512i q, __mmask16 m);
@@ -66,13 +49,13 @@ __m512i load_q<int32_t>(const int32_t* q, __mmask16 m) {
 
 template <typename Q>
 void quantize_avx512(int64_t n, const float* x, Q* y, const AffineParams& p) {
-  const QuantizeConsts c(p);
+  const AffineAvx512 c(p);
   int64_t i = 0;
   for (; i + 64 <= n; i += 64) {
-    const __m512i q0 = c.apply(_mm512_loadu_ps(x + i));
-    const __m512i q1 = c.apply(_mm512_loadu_ps(x + i + 16));
-    const __m512i q2 = c.apply(_mm512_loadu_ps(x + i + 32));
-    const __m512i q3 = c.apply(_mm512_loadu_ps(x + i + 48));
+    const __m512i q0 = c.quantize(_mm512_loadu_ps(x + i));
+    const __m512i q1 = c.quantize(_mm512_loadu_ps(x + i + 16));
+    const __m512i q2 = c.quantize(_mm512_loadu_ps(x + i + 32));
+    const __m512i q3 = c.quantize(_mm512_loadu_ps(x + i + 48));
     store_q<Q>(y + i, q0, 0xFFFF);
     store_q<Q>(y + i + 16, q1, 0xFFFF);
     store_q<Q>(y + i + 32, q2, 0xFFFF);
@@ -80,17 +63,17 @@ void quantize_avx512(int64_t n, const float* x, Q* y, const AffineParams& p) {
   }
   for (; i < n; i += 16) {
     const __mmask16 m = (n - i >= 16) ? __mmask16(0xFFFF) : tail_mask(n - i);
-    store_q<Q>(y + i, c.apply(_mm512_maskz_loadu_ps(m, x + i)), m);
+    store_q<Q>(y + i, c.quantize(_mm512_maskz_loadu_ps(m, x + i)), m);
   }
 }
 
 template <typename Q>
 void requantize_avx512(int64_t n, const int32_t* acc, Q* y, const AffineParams& p) {
-  const QuantizeConsts c(p);
+  const AffineAvx512 c(p);
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = (n - i >= 16) ? __mmask16(0xFFFF) : tail_mask(n - i);
     const __m512 a = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, acc + i));
-    store_q<Q>(y + i, c.apply(a), m);
+    store_q<Q>(y + i, c.quantize(a), m);
   }
 }
 
