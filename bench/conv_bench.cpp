@@ -19,6 +19,9 @@ using tqx::kernels::Isa;
 
 double vnni_peak() { return tqx::kernels::isa_supported(Isa::kAVX512VNNI) ? tqx::bench::vpdpbusd_peak_gmacs() : 0.0; }
 
+// The peak of the path being measured when it runs without VNNI (the AVX2 tiles).
+double avx2_peak() { return tqx::kernels::isa_supported(Isa::kAVX2) ? tqx::bench::vpmaddwd_peak_gmacs() : 0.0; }
+
 double amx_peak() {
   static const double p = tqx::kernels::isa_supported(Isa::kAMX) ? tqx::bench::tdpbusd_peak_gmacs() : 0.0;
   return p;
@@ -54,6 +57,14 @@ void BM_Conv(benchmark::State& state, Isa isa) {
         benchmark::Counter(macs * 1e-9 * state.iterations() / peak, benchmark::Counter::kIsRate);
   }
   if (amx_peak() > 0) state.counters["amx_peak_GMAC/s"] = amx_peak();
+  if (isa == Isa::kAVX2) {
+    const double p2 = avx2_peak();
+    state.counters["avx2_peak_GMAC/s"] = p2;
+    if (p2 > 0) {
+      state.counters["of_avx2_peak"] =
+          benchmark::Counter(macs * 1e-9 * state.iterations() / p2, benchmark::Counter::kIsRate);
+    }
+  }
 }
 
 void ConvShapes(benchmark::internal::Benchmark* b) {

@@ -6,6 +6,8 @@ namespace tqx::bench {
 
 // GMAC/s of a loop of independent vpdpbusd (zmm) instructions.
 double vpdpbusd_peak_gmacs();
+// GMAC/s of a loop of independent vpmaddwd + vpaddd (ymm) pairs: the exact int8 peak without VNNI.
+double vpmaddwd_peak_gmacs();
 // GMAC/s of a loop of independent AMX tdpbusd instructions.
 double tdpbusd_peak_gmacs();
 

@@ -289,6 +289,8 @@ void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights
   }
   thread_local std::vector<uint8_t> scratch;
   scratch.resize(std::max(scratch.size(), static_cast<size_t>((kRowBlock + k.row_align) * k_eff)));
+  thread_local std::vector<int16_t> scratch16;  // kernels that read A as int16 (widen_a)
+  if (k.widen_a != nullptr) scratch16.resize(std::max(scratch16.size(), static_cast<size_t>(kRowBlock * k_eff)));
   const auto* packed = reinterpret_cast<const int8_t*>(w.packed.data());
   TileSession session(k);
   for (int64_t mb = m_begin; mb < m_end; mb += kRowBlock) {
@@ -303,6 +305,11 @@ void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights
         im2col(s, w, x, g, mb, rows, static_cast<uint8_t>(e.input_zero_point), k_eff, scratch.data());
         a = scratch.data();
         lda = k_eff;
+      }
+      if (k.widen_a != nullptr) {
+        k.widen_a(rows, k_eff, a, lda, scratch16.data());
+        a = reinterpret_cast<const uint8_t*>(scratch16.data());
+        lda = k_eff * static_cast<int64_t>(sizeof(int16_t));
       }
       const int8_t* bg = packed + g * w.n_blocks * b_stride;
       for_each_tile(k, s, w, pe, e, g, mb, rows, y,

@@ -64,6 +64,10 @@ struct GemmKernels {
   DepthwisePixelFn depthwise;
   DepthwiseRowsFn depthwise_rows = nullptr;    // optional faster whole-range kernel
   GemmIndirectTileFn indirect_tile = nullptr;  // optional: convolutions without im2col (same max_rows)
+  // Optional: the tiles read A as int16. The driver then widens each block of A rows with this
+  // (rows of k uint8 at a + i * lda to rows of k int16 at out + i * k) and passes the tiles that
+  // copy, cast to `const uint8_t*`, with lda in bytes (2 * k).
+  void (*widen_a)(int64_t rows, int64_t k, const uint8_t* a, int64_t lda, int16_t* out) = nullptr;
 };
 
 // Null when this build lacks the ISA.
