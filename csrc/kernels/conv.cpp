@@ -275,9 +275,22 @@ void gemm_rows_indirect(const GemmKernels& k, const ConvShape& s, const PackedCo
   }
 }
 
+// The B array the kernels read: the int8 blocks, or their int16 k-pairs for b_int16 kernels (made
+// here, per call, when the weights were packed for another ISA).
+const int8_t* gemm_weights(const GemmKernels& k, const PackedConvWeights& w) {
+  if (!k.b_int16) return reinterpret_cast<const int8_t*>(w.packed.data());
+  if (w.packed16.size() > 0) return reinterpret_cast<const int8_t*>(w.packed16.data());
+  thread_local std::vector<int16_t> widened;
+  const int64_t blocks = w.groups * w.n_blocks;
+  widened.resize(static_cast<size_t>(blocks * w.k_alloc * 16));
+  widen_packed_weights(reinterpret_cast<const int8_t*>(w.packed.data()), blocks, w.k_alloc, widened.data());
+  return reinterpret_cast<const int8_t*>(widened.data());
+}
+
 void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
                const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end) {
-  const int64_t k_eff = round_up(w.k, k.k_align), b_stride = w.k_alloc * 16;
+  const int64_t k_eff = round_up(w.k, k.k_align);
+  const int64_t b_stride = w.k_alloc * 16 * (k.b_int16 ? static_cast<int64_t>(sizeof(int16_t)) : 1);
   // A 1x1 stride-1 convolution reads its rows straight from x when they are whole k-steps long.
   const bool direct = s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
                       s.pad_w == 0 && w.groups == 1 && s.in_c % k.k_align == 0;
@@ -291,10 +304,14 @@ void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights
   scratch.resize(std::max(scratch.size(), static_cast<size_t>((kRowBlock + k.row_align) * k_eff)));
   thread_local std::vector<int16_t> scratch16;  // kernels that read A as int16 (widen_a)
   if (k.widen_a != nullptr) scratch16.resize(std::max(scratch16.size(), static_cast<size_t>(kRowBlock * k_eff)));
-  const auto* packed = reinterpret_cast<const int8_t*>(w.packed.data());
+  // The widened rows are read once per column block: fewer rows per block for long k, so that they
+  // stay in L2 (about 96 KiB) with the weights, in runs of the kernel's tile height.
+  const int64_t row_block =
+      k.widen_a == nullptr ? kRowBlock : std::clamp<int64_t>((96 * 1024 / (2 * k_eff)) / 6 * 6, 6, kRowBlock);
+  const int8_t* const packed = gemm_weights(k, w);
   TileSession session(k);
-  for (int64_t mb = m_begin; mb < m_end; mb += kRowBlock) {
-    const int64_t rows = std::min(kRowBlock, m_end - mb);
+  for (int64_t mb = m_begin; mb < m_end; mb += row_block) {
+    const int64_t rows = std::min(row_block, m_end - mb);
     // The kernel may read up to row_align - 1 rows past the block; past the end of x that goes
     // through the scratch copy.
     const bool copy = !direct || mb + round_up(rows, k.row_align) > pixels;
@@ -352,6 +369,21 @@ void depthwise_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWe
 
 }  // namespace
 
+void widen_packed_weights(const int8_t* packed, int64_t blocks, int64_t k_alloc, int16_t* out) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t g = 0; g < k_alloc / 4; ++g) {
+      const int8_t* src = packed + (b * k_alloc / 4 + g) * 64;  // [16 columns][4 k]
+      int16_t* pair = out + (b * k_alloc / 2 + 2 * g) * 32;     // two [16 columns][2 k]
+      for (int64_t c = 0; c < 16; ++c) {
+        pair[c * 2] = src[c * 4];
+        pair[c * 2 + 1] = src[c * 4 + 1];
+        pair[32 + c * 2] = src[c * 4 + 2];
+        pair[32 + c * 2 + 1] = src[c * 4 + 3];
+      }
+    }
+  }
+}
+
 AlignedBytes::AlignedBytes(size_t n) : n_(n) {
   const size_t bytes = std::max<size_t>(64, (n + 63) / 64 * 64);
   p_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
@@ -396,6 +428,12 @@ PackedConvWeights pack_conv_weights(const int8_t* ohwi, int64_t out_c, int64_t k
       int8_t* blk = dst + (g * p.n_blocks + c / 16) * k4 * 64;
       for (int64_t i = 0; i < p.k; ++i) blk[(i / 4) * 64 + (c % 16) * 4 + i % 4] = src[i];
     }
+  }
+  const GemmKernels* kernels = gemm_kernels_for(active_isa());
+  if (kernels != nullptr && kernels->b_int16) {
+    const int64_t blocks = groups * p.n_blocks;
+    p.packed16 = AlignedBytes(static_cast<size_t>(blocks * p.k_alloc * 16) * sizeof(int16_t));
+    widen_packed_weights(dst, blocks, p.k_alloc, reinterpret_cast<int16_t*>(p.packed16.data()));
   }
   return p;
 }

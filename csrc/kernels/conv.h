@@ -80,6 +80,8 @@ struct PackedConvWeights {
   std::vector<int32_t> col_sums;  // [out_c] sum of each output channel's weights
   AlignedBytes packed;            // GEMM: [groups][n_blocks][k_alloc/4][16][4] int8;
                                   // depthwise: [taps/2 rounded up][channels rounded to 16][2] int16
+  AlignedBytes packed16;          // GEMM, where the active ISA's tiles multiply in int16 (AVX2
+                                  // without VNNI): [groups][n_blocks][k_alloc/2][16][2] int16; else empty
 };
 PackedConvWeights pack_conv_weights(const int8_t* ohwi, int64_t out_c, int64_t kernel_h, int64_t kernel_w,
                                     int64_t in_c_per_group, int64_t groups);

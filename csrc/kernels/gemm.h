@@ -68,7 +68,13 @@ struct GemmKernels {
   // (rows of k uint8 at a + i * lda to rows of k int16 at out + i * k) and passes the tiles that
   // copy, cast to `const uint8_t*`, with lda in bytes (2 * k).
   void (*widen_a)(int64_t rows, int64_t k, const uint8_t* a, int64_t lda, int16_t* out) = nullptr;
+  // The tiles read B as int16 k-pairs (PackedConvWeights::packed16: per 16-column block, k_alloc / 2
+  // groups of [16 columns][2 int16]); b and b_stride are then in that array, b_stride in bytes.
+  bool b_int16 = false;
 };
+
+// PackedConvWeights::packed16 from the int8 blocks: `blocks` blocks of k_alloc rows.
+void widen_packed_weights(const int8_t* packed, int64_t blocks, int64_t k_alloc, int16_t* out);
 
 // Null when this build lacks the ISA.
 const GemmKernels* gemm_kernels_avx2();

@@ -2,16 +2,15 @@
 // vpmaddubsw saturates its int16 pair sums (255 * 127 * 2 > 32767), which is why PyTorch's x86
 // engines reduce the activation or weight range on such CPUs. We keep the products exact by
 // multiplying in int16 instead: the driver widens the A rows (activations) to int16 once per row
-// block (widen_rows), each k-group of B is sign-extended as it is loaded, and vpmaddwd adds two
-// exact products into each int32 lane. Per 16 multiply-adds that is one vpmaddwd and one vpaddd,
-// half the multiplies of the split-byte vpmaddubsw emulation this replaces (which spent two
-// vpmaddubsw and two vpmaddwd per 32 products).
+// block (widen_rows), the weights are kept as int16 k-pairs as well (PackedConvWeights::packed16,
+// made at packing time), and vpmaddwd adds two exact products into each int32 lane. Per 16
+// multiply-adds that is one vpmaddwd and one vpaddd: half the multiplies of the split-byte
+// vpmaddubsw emulation this replaced (two vpmaddubsw and two vpmaddwd per 32 products), and at
+// most 1.25x the instructions of the inexact vpmaddubsw + vpmaddwd + vpaddd sequence.
 //
-// Lane layout: one k-group of B for 4 columns is 16 bytes [4 columns][4 k]; sign-extended it is
-// one ymm of int16 whose 32-bit lanes hold the pairs (k0, k1) and (k2, k3) of columns 0, 0, 1, 1,
-// 2, 2, 3, 3. The row's four int16 activations of that k-group, broadcast as one 64-bit value,
-// line up with it, so each lane accumulates half of a column's sum; one vphaddd per 8 columns
-// adds the halves at the end.
+// Lane layout: a k-pair of a 16-column block is two ymm of int16, the 32-bit lane c holding column
+// c's weights (w[k], w[k+1]); a row's two activations (a[k], a[k+1]), broadcast as one 32-bit
+// value, line up with every lane, so each accumulator lane is one output column.
 #include <algorithm>
 #include <vector>
 
@@ -21,6 +20,7 @@ namespace tqx::kernels {
 namespace {
 
 constexpr int kRows = 6;  // 6 rows x 2 accumulators + 2 B + 1 A = 15 of the 16 ymm registers
+constexpr int kCallRows = 96;  // rows per gemm_tile call: the driver's whole row block
 
 void widen_rows(int64_t rows, int64_t k, const uint8_t* a, int64_t lda, int16_t* out) {
   for (int64_t r = 0; r < rows; ++r) {
@@ -41,86 +41,18 @@ inline void madd_into(__m256i& acc, __m256i a, __m256i b) {
   __asm__("vpaddd %1, %0, %0" : "+x"(acc) : "x"(p));
 }
 
-inline __m256i broadcast_k4(const int16_t* p) {
-  int64_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return _mm256_set1_epi64x(v);
-}
 
-// R rows x up to 16 columns, in two passes of 8 columns over the same A rows.
-template <int R>
-void tile_rows(int64_t cols, int64_t k_padded, const int16_t* a, int64_t lda, const int8_t* b, const TileEpilogue& e,
-               uint8_t* y, int64_t ldy) {
-  const int64_t k4 = k_padded / 4;
-  const __m256i xz = _mm256_set1_epi32(e.input_zero_point);
-  for (int64_t h = 0; h < 2 && h * 8 < cols; ++h) {
-    __m256i acc[R][2];
-#pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
-    const int8_t* bh = b + h * 32;
-    for (int64_t k = 0; k < k4; ++k) {
-      const __m256i b0 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(bh + k * 64)));
-      const __m256i b1 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(bh + k * 64 + 16)));
-#pragma GCC unroll 8
-      for (int i = 0; i < R; ++i) {
-        const __m256i av = broadcast_k4(a + i * lda + k * 4);
-        madd_into(acc[i][0], av, b0);
-        madd_into(acc[i][1], av, b1);
-      }
-    }
-    const int64_t n = std::min<int64_t>(8, cols - h * 8);
-    const __m256i zcs =
-        _mm256_mullo_epi32(xz, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.col_sums + h * 8)));
-#pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      // [c0 c1 c4 c5 | c2 c3 c6 c7] -> c0..c7
-      const __m256i sums = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[i][0], acc[i][1]), 0xD8);
-      alignas(16) uint8_t res_tmp[16] = {};
-      const uint8_t* res = nullptr;
-      if (e.residual != nullptr) {
-        res = e.residual + i * ldy + h * 8;
-        if (n < 8) {
-          std::memcpy(res_tmp, res, static_cast<size_t>(n));
-          res = res_tmp;
-        }
-      }
-      const __m256i q = ymm::requantize8(sums, zcs, e.multiplier + h * 8, e.bias + h * 8, res, e);
-      const __m128i bytes = ymm::pack16(q, q);
-      uint8_t* out = y + i * ldy + h * 8;
-      if (n == 8) {
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(out), bytes);
-      } else {
-        alignas(16) uint8_t tmp[16];
-        _mm_store_si128(reinterpret_cast<__m128i*>(tmp), bytes);
-        std::memcpy(out, tmp, static_cast<size_t>(n));
-      }
-    }
-  }
-}
-
-using TileImpl = void (*)(int64_t, int64_t, const int16_t*, int64_t, const int8_t*, const TileEpilogue&, uint8_t*,
-                          int64_t);
-
-template <int... Rs>
-TileImpl pick(int64_t rows, std::integer_sequence<int, Rs...>) {
-  TileImpl out = nullptr;
-  ((out = rows == Rs + 1 ? &tile_rows<Rs + 1> : out), ...);
-  return out;
-}
-
-// a: int16 rows from widen_rows, lda in bytes.
-void gemm_tile(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b,
-               int64_t /*b_stride*/, const TileEpilogue& e, uint8_t* y, int64_t ldy) {
-  pick(rows, std::make_integer_sequence<int, kRows>())(cols, k_padded, reinterpret_cast<const int16_t*>(a),
-                                                        lda / static_cast<int64_t>(sizeof(int16_t)), b, e, y, ldy);
-}
-
-// The requantize epilogue of 16 channels (requantize8's float32 operations), its vectors loaded once
-// per channel block: the output stores are uint8_t, which may alias anything, so fields read through
-// `e` inside the pixel loop would be reloaded after every store.
+// The requantize epilogue of 16 columns: requantize8's float32 operations (Note [Rounding]) with
+// the vectors loaded once per tile (the uint8_t output stores may alias anything, so fields read
+// through `e` would be reloaded after every store) and the zero point added once per 16 outputs,
+// in int16 between the two packs (exact: the values are already clamped to [qmin - zp, qmax - zp]).
+// When qmin == 0 (lo == -zp: no fused activation, or ReLU with zero point 0) the lower clamp is
+// left to the saturating packs: a NaN survives min(hi, v), converts to INT32_MIN and packs to 0,
+// as does anything below -zp, so the bytes are those of the reference.
 struct Epilogue16 {
-  __m256i zcs[2], yz, rz;
+  __m256i zcs[2], rz, yz16;
   __m256 mult[2], bias[2], lo, hi, rmult;
+  bool lower_by_pack;
   Epilogue16(const TileEpilogue& e, int64_t c0) {
     const __m256i xz = _mm256_set1_epi32(e.input_zero_point);
     for (int h = 0; h < 2; ++h) {
@@ -128,22 +60,110 @@ struct Epilogue16 {
       mult[h] = _mm256_loadu_ps(e.multiplier + c0 + 8 * h);
       bias[h] = _mm256_loadu_ps(e.bias + c0 + 8 * h);
     }
-    yz = _mm256_set1_epi32(e.output_zero_point);
     rz = _mm256_set1_epi32(e.residual_zero_point);
+    yz16 = _mm256_set1_epi16(static_cast<int16_t>(e.output_zero_point));
     lo = _mm256_set1_ps(e.lo);
     hi = _mm256_set1_ps(e.hi);
     rmult = _mm256_set1_ps(e.residual_multiplier);
+    lower_by_pack = e.lo == -static_cast<float>(e.output_zero_point);
   }
+  // Columns 8h..8h+7 of acc (sum x * w), before the zero point; residual: 8 bytes or null.
   __m256i apply(__m256i acc, int h, const uint8_t* residual) const {
     __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc, zcs[h])), mult[h]), bias[h]);
     if (residual != nullptr) {
       const __m256i r = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(residual)));
       v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(r, rz)), rmult));
     }
-    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);  // max first: NaN -> lo, as the reference
-    return _mm256_add_epi32(_mm256_cvtps_epi32(v), yz);
+    // max first where it is needed: max(NaN, lo) = lo, as the reference.
+    v = lower_by_pack ? _mm256_min_ps(hi, v) : _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+    return _mm256_cvtps_epi32(v);
+  }
+  // 16 outputs in order from apply()'s two halves.
+  __m128i pack(__m256i q0, __m256i q1) const {
+    const __m256i p16 = _mm256_adds_epi16(_mm256_packs_epi32(q0, q1), yz16);  // [q0 0-3, q1 0-3 | q0 4-7, q1 4-7]
+    const __m256i p8 = _mm256_packus_epi16(p16, p16);
+    return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 0, 4, 1, 5)));
   }
 };
+
+// R rows x up to 16 columns: per k-pair, two loads of B (columns 0-7 and 8-15 as int16 pairs)
+// and per row one broadcast of the row's two int16 activations, two vpmaddwd and two vpaddd. Not
+// inlined: inside gemm_tile's loop GCC 12 kept the accumulators on the stack (a load and a store
+// per vpaddd), at half the speed.
+// kHalf: a last block of at most 8 columns, whose upper half would only multiply zero weights.
+template <int R, bool kHalf>
+__attribute__((noinline)) void tile_rows(int64_t cols, int64_t k_padded, const int16_t* a, int64_t lda,
+                                         const int16_t* b, const Epilogue16& ep, const uint8_t* residual, uint8_t* y,
+                                         int64_t ldy) {
+  const int64_t k2 = k_padded / 2;
+  __m256i acc[R][2];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+  for (int64_t k = 0; k < k2; ++k) {
+    const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + k * 32));
+    const __m256i b1 = kHalf ? b0 : _mm256_load_si256(reinterpret_cast<const __m256i*>(b + k * 32 + 16));
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      int32_t pair;
+      std::memcpy(&pair, a + i * lda + k * 2, sizeof(pair));
+      const __m256i av = _mm256_set1_epi32(pair);
+      madd_into(acc[i][0], av, b0);
+      if (!kHalf) madd_into(acc[i][1], av, b1);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+    const uint8_t* res = nullptr;
+    alignas(16) uint8_t res_tmp[16];
+    if (residual != nullptr) {
+      res = residual + i * ldy;
+      if (cols < 16) {  // only the tile's columns exist
+        std::memset(res_tmp, 0, sizeof(res_tmp));
+        std::memcpy(res_tmp, res, static_cast<size_t>(cols));
+        res = res_tmp;
+      }
+    }
+    const __m128i bytes = ep.pack(ep.apply(acc[i][0], 0, res), ep.apply(acc[i][1], 1, res ? res + 8 : nullptr));
+    uint8_t* out = y + i * ldy;
+    if (cols >= 16) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out), bytes);
+    } else {
+      alignas(16) uint8_t tmp[16];
+      _mm_store_si128(reinterpret_cast<__m128i*>(tmp), bytes);
+      std::memcpy(out, tmp, static_cast<size_t>(cols));
+    }
+  }
+}
+
+using TileImpl = void (*)(int64_t, int64_t, const int16_t*, int64_t, const int16_t*, const Epilogue16&,
+                          const uint8_t*, uint8_t*, int64_t);
+
+template <bool kHalf, int... Rs>
+TileImpl pick(int64_t rows, std::integer_sequence<int, Rs...>) {
+  TileImpl out = nullptr;
+  ((out = rows == Rs + 1 ? &tile_rows<Rs + 1, kHalf> : out), ...);
+  return out;
+}
+
+// Up to kCallRows rows in runs of kRows, the epilogue's vectors set up once per call.
+// a: int16 rows from widen_rows, lda in bytes; b: one block of PackedConvWeights::packed16.
+void gemm_tile(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b8,
+               int64_t /*b_stride*/, const TileEpilogue& e, uint8_t* y, int64_t ldy) {
+  const Epilogue16 ep(e, 0);
+  const auto* b = reinterpret_cast<const int16_t*>(b8);
+  const auto* a16 = reinterpret_cast<const int16_t*>(a);
+  const int64_t lda16 = lda / static_cast<int64_t>(sizeof(int16_t));
+  const bool half = cols <= 8;
+  const TileImpl full = half ? &tile_rows<kRows, true> : &tile_rows<kRows, false>;
+  for (int64_t r = 0; r < rows; r += kRows) {
+    const int64_t n = std::min<int64_t>(kRows, rows - r);
+    const uint8_t* res = e.residual != nullptr ? e.residual + r * ldy : nullptr;
+    const TileImpl tile = n == kRows ? full
+                          : half     ? pick<true>(n, std::make_integer_sequence<int, kRows>())
+                                     : pick<false>(n, std::make_integer_sequence<int, kRows>());
+    tile(cols, k_padded, a16 + r * lda16, lda16, b, ep, res, y + r * ldy, ldy);
+  }
+}
 
 // One output pixel, 16 channels (kFull) or the nc < 16 of a last block, read through zero-padded
 // copies. tap(t) points at tap t's first channel of the block; out/residual at y + at, rseg + at.
@@ -174,7 +194,7 @@ inline void dw_pixel16(const Tap& tap, const __m256i (*wp)[2], const Epilogue16&
       res = res_tmp;
     }
   }
-  const __m128i bytes = ymm::pack16(ep.apply(acc0, 0, res), ep.apply(acc1, 1, res ? res + 8 : nullptr));
+  const __m128i bytes = ep.pack(ep.apply(acc0, 0, res), ep.apply(acc1, 1, res ? res + 8 : nullptr));
   if (kFull) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(yseg + at), bytes);
   } else {
@@ -302,9 +322,10 @@ void depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w,
 }
 
 GemmKernels make() {
-  GemmKernels k{gemm_tile, 16, {0, kRows, 0, 0, 0}, 4, 1, nullptr, nullptr, ymm::depthwise_pixel<DotAvx2>};
+  GemmKernels k{gemm_tile, 16, {0, kCallRows, 0, 0, 0}, 4, 1, nullptr, nullptr, ymm::depthwise_pixel<DotAvx2>};
   k.depthwise_rows = depthwise_rows;
   k.widen_a = widen_rows;
+  k.b_int16 = true;
   return k;
 }
 
