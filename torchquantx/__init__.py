@@ -59,6 +59,15 @@ def detected_isa() -> str:
     return _C.detected_isa()
 
 
+def native_int8_saturates() -> bool:
+    """True on x86 CPUs without VNNI (AVX2, or AVX-512 without VNNI). There PyTorch's own int8
+    kernels (oneDNN, target="native") multiply with vpmaddubsw, which adds two uint8 x int8 products
+    in saturating int16: with 8-bit activations (presets "onednn", "qnnpack") sums beyond 32767
+    clip and outputs can be off by many steps. The "x86" preset (7-bit activations, the default)
+    keeps them exact, and torchquantx's own kernels (target "quantx") are exact on every CPU."""
+    return _C.detected_isa() in ("avx2", "avx512")
+
+
 def active_isa() -> str:
     """The ISA level the kernels dispatch to now (TORCHQUANTX_ISA or set_max_isa may cap it)."""
     return _C.active_isa()
@@ -75,6 +84,7 @@ def reset_max_isa() -> None:
 
 
 __all__ = [
+    "native_int8_saturates",
     "analysis", "analyze", "quantize_to_target", "report", "write_report",
     "adaround", "adaround_report", "bias_correction", "equalize", "ptq", "recovery",
     "disable_fake_quant", "disable_observer", "enable_fake_quant", "enable_observer", "freeze_bn_stats",

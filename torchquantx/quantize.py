@@ -65,7 +65,8 @@ def prepare(model: torch.nn.Module, qconfig: str = "x86", *, example_inputs: Opt
             observer: Optional[str] = None, method: Optional[str] = None,
             percentile: float = 99.99, weight_bits: Optional[int] = None,
             weight_symmetric: Optional[bool] = None,
-            weight_per_channel: Optional[bool] = None) -> torch.jit.ScriptModule:
+            weight_per_channel: Optional[bool] = None,
+            reduce_range: Optional[bool] = None) -> torch.jit.ScriptModule:
     """A quantization-ready copy of `model` with observers at every activation that will be int8.
 
     qconfig: "x86" (default), "fbgemm", "onednn" or "qnnpack", as torch.ao.quantization's presets.
@@ -79,6 +80,8 @@ def prepare(model: torch.nn.Module, qconfig: str = "x86", *, example_inputs: Opt
     those layers run in float on int16-rounded weights between int8 activations, W16A8 simulation).
     weight_symmetric: False gives affine weights (no int8 kernel takes them: simulated in float as 16-bit).
     weight_per_channel: overrides the preset's per-channel (x86, onednn) / per-tensor (qnnpack) weights.
+    reduce_range: overrides the preset's 7-bit (x86, fbgemm) / 8-bit (onednn, qnnpack) activations;
+    7 bits keep PyTorch's own kernels exact on x86 CPUs without VNNI (native_int8_saturates).
     The model is not modified. Scripting is tried first; example_inputs switches to tracing.
     """
     if qconfig not in QCONFIGS:
@@ -95,6 +98,8 @@ def prepare(model: torch.nn.Module, qconfig: str = "x86", *, example_inputs: Opt
                              f"got observer={observer!r}")
         qconfig = f"{qconfig};activation_method={method};activation_percentile={float(percentile)!r}"
     qconfig += _weight_overrides("torchquantx.prepare", weight_bits, weight_symmetric, weight_per_channel)
+    if reduce_range is not None:
+        qconfig += f";activation_reduce_range={'true' if reduce_range else 'false'}"
     if isinstance(model, torch._C.ScriptModule):
         cpp = model
     else:
@@ -206,7 +211,11 @@ def convert(prepared: torch.jit.ScriptModule, target: str = "quantx") -> torch.j
         raise TypeError(f"torchquantx.convert: pass the module returned by torchquantx.prepare, got "
                         f"{type(prepared).__name__}")
     converted = torch.jit._recursive.wrap_cpp_module(_raw_convert(cpp, target))
-    unreached = [line for line in _raw_summary(converted._c).splitlines() if line.endswith(_UNREACHED)]
+    plan = _raw_summary(converted._c).splitlines()
+    for line in plan:
+        if line.startswith("warning: "):
+            warnings.warn("torchquantx.convert: " + line[len("warning: "):], stacklevel=2)
+    unreached = [line for line in plan if line.endswith(_UNREACHED)]
     if unreached:
         warnings.warn("torchquantx.convert: no calibration batch entered the if/loop branches of these ops; they "
                       "stay in float (calibrate with data that takes those branches to quantize them):\n  " +
@@ -218,17 +227,22 @@ _UNREACHED = "(its branch never ran during calibration)"
 
 
 def quantize_dynamic(model: torch.nn.Module, dtype: torch.dtype = torch.qint8, *, per_channel: bool = True,
-                     reduce_range: bool = False, example_inputs: Optional[Any] = None) -> torch.jit.ScriptModule:
+                     reduce_range: Optional[bool] = None,
+                     example_inputs: Optional[Any] = None) -> torch.jit.ScriptModule:
     """Dynamic quantization: every linear layer gets int8 weights, packed once; its input is
     quantized per batch at run time. No calibration. Returns a ScriptModule (nn.Module input is
     scripted, or traced with example_inputs); the model itself is not modified.
 
     per_channel: int8 weights per output channel (default) or per tensor (torch.ao's default).
-    reduce_range: 7-bit activations as torch.ao's dynamic modules use; only useful without VNNI.
+    reduce_range: 7-bit activations, as torch.ao's dynamic modules use. Default: on where PyTorch's
+    int8 kernels would otherwise saturate (x86 without VNNI, see native_int8_saturates), off elsewhere.
     """
     if dtype != torch.qint8:
         raise ValueError(f"torchquantx.quantize_dynamic: dtype should be torch.qint8 (float16 dynamic kernels need "
                          f"fbgemm, which this PyTorch lacks), got {dtype}")
+    if reduce_range is None:
+        from . import native_int8_saturates
+        reduce_range = native_int8_saturates()
     cpp = model if isinstance(model, torch._C.ScriptModule) else _script(model, example_inputs, "quantize_dynamic")._c
     return torch.jit._recursive.wrap_cpp_module(torch.ops.quantx.quantize_dynamic(cpp, per_channel, reduce_range, "onednn"))
 

@@ -434,6 +434,9 @@ PackedConvWeights pack_conv_weights(const int8_t* ohwi, int64_t out_c, int64_t k
     const int64_t blocks = groups * p.n_blocks;
     p.packed16 = AlignedBytes(static_cast<size_t>(blocks * p.k_alloc * 16) * sizeof(int16_t));
     widen_packed_weights(dst, blocks, p.k_alloc, reinterpret_cast<int16_t*>(p.packed16.data()));
+    // On a CPU whose best tiles are these, no kernel reads the int8 blocks: keep one copy.
+    const GemmKernels* best = gemm_kernels_for(detected_isa());
+    if (best != nullptr && best->b_int16) p.packed = AlignedBytes();
   }
   return p;
 }

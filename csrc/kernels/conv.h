@@ -78,7 +78,8 @@ struct PackedConvWeights {
   int64_t n_blocks = 0;    // output channels per group in blocks of 16 (GEMM path)
   std::vector<int8_t> ohwi;       // [out_c, kernel_h, kernel_w, in_c_per_group]
   std::vector<int32_t> col_sums;  // [out_c] sum of each output channel's weights
-  AlignedBytes packed;            // GEMM: [groups][n_blocks][k_alloc/4][16][4] int8;
+  AlignedBytes packed;            // GEMM: [groups][n_blocks][k_alloc/4][16][4] int8 (empty when packed16
+                                  // is set on a CPU whose best kernels read only packed16);
                                   // depthwise: [taps/2 rounded up][channels rounded to 16][2] int16
   AlignedBytes packed16;          // GEMM, where the active ISA's tiles multiply in int16 (AVX2
                                   // without VNNI): [groups][n_blocks][k_alloc/2][16][2] int16; else empty

@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kernels/isa.h"
 #include "passes/graph_utils.h"
 #include "passes/op_registry.h"
 #include "passes/weights.h"
@@ -74,6 +75,7 @@ class Converter {
     }
     remove_stubs();
     replace_observers();
+    if (options_.target == "native") warn_if_native_kernels_saturate();
     if (options_.target == "native" || options_.target == "quantx") lower_native();
     remove_redundant_pairs();
     if (options_.target == "quantx") {
@@ -96,6 +98,7 @@ class Converter {
                                                                               "fake-quantized weights)"));
     }
     if (report) {
+      if (!saturation_warning_.empty()) *report += "warning: " + saturation_warning_ + "\n";
       for (const auto& line : report_) *report += line + "\n";
     }
   }
@@ -251,6 +254,22 @@ class Converter {
   }
 
   Value* packed_attr(const c10::IValue& packed) { return add_packed_attr(module_, *graph_, packed); }
+
+  // PyTorch's oneDNN int8 kernels on x86 CPUs without VNNI add pairs of uint8 x int8 products in
+  // saturating int16 (vpmaddubsw): with 8-bit activations the sums can clip (7-bit ones cannot).
+  void warn_if_native_kernels_saturate() {
+    const QConfig& q = options_.qconfig;
+    if (q.engine != "onednn" || q.activation_dtype != c10::kQUInt8 || q.activation_reduce_range) return;
+    using kernels::Isa;
+    const Isa isa = kernels::detected_isa();
+    if (isa != Isa::kAVX2 && isa != Isa::kAVX512) return;
+    saturation_warning_ = std::string("target=\"native\" runs PyTorch's int8 kernels, which on this CPU (") +
+                          kernels::isa_name(isa) +
+                          ", no VNNI) add pairs of products in saturating int16: with 8-bit activations (this "
+                          "qconfig) outputs can be off by many steps. The \"x86\" preset (7-bit activations) or "
+                          "target=\"quantx\" (exact on every CPU) avoid it.";
+    TORCH_WARN("torchquantx.convert: ", saturation_warning_);
+  }
 
   void lower_native() {
     std::vector<Node*> nodes;
@@ -672,6 +691,7 @@ class Converter {
   std::unordered_set<Node*> fake_quantized_;  // float weight ops already reported
   std::unordered_set<const torch::jit::Block*> unreached_blocks_;  // if/loop bodies calibration never entered  // same-qparams ops now running on quantized tensors
   std::vector<std::string> report_;
+  std::string saturation_warning_;  // set by warn_if_native_kernels_saturate
 };
 
 }  // namespace

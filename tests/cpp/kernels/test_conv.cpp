@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/conv.h"
+#include "kernels/gemm.h"
 #include "kernels/isa.h"
 
 namespace tqx {
@@ -243,11 +244,33 @@ TEST(ConvSimd, PackingKeepsColumnSumsAndPadsWithZeros) {
   EXPECT_EQ(p.k_padded, 8);
   EXPECT_EQ(p.n_blocks, 1);
   EXPECT_EQ(p.col_sums, (std::vector<int32_t>{11, 18}));
-  const auto* b = reinterpret_cast<const int8_t*>(p.packed.data());
-  // k-group 0, column 1 holds channel 1's first four weights; k-group 1 its fifth and zeros.
-  EXPECT_EQ(std::vector<int8_t>(b + 4, b + 8), (std::vector<int8_t>{-128, 127, 0, 9}));
-  EXPECT_EQ(std::vector<int8_t>(b + 64 + 4, b + 64 + 8), (std::vector<int8_t>{10, 0, 0, 0}));
-  EXPECT_EQ(b[64 + 8], 0);  // column 2 does not exist: zero
+  if (p.packed.size() > 0) {
+    const auto* b = reinterpret_cast<const int8_t*>(p.packed.data());
+    // k-group 0, column 1 holds channel 1's first four weights; k-group 1 its fifth and zeros.
+    EXPECT_EQ(std::vector<int8_t>(b + 4, b + 8), (std::vector<int8_t>{-128, 127, 0, 9}));
+    EXPECT_EQ(std::vector<int8_t>(b + 64 + 4, b + 64 + 8), (std::vector<int8_t>{10, 0, 0, 0}));
+    EXPECT_EQ(b[64 + 8], 0);  // column 2 does not exist: zero
+  }
+  // The int16 k-pairs of the AVX2 tiles, made here whatever the CPU: pair j, column c at (j * 16 + c) * 2.
+  std::vector<int16_t> pairs(static_cast<size_t>(p.k_alloc * 16));
+  const std::vector<int8_t> b8 = [&] {
+    if (p.packed.size() > 0) {
+      const auto* b = reinterpret_cast<const int8_t*>(p.packed.data());
+      return std::vector<int8_t>(b, b + p.k_alloc * 16);
+    }
+    return std::vector<int8_t>();
+  }();
+  if (!b8.empty()) {
+    kernels::widen_packed_weights(b8.data(), 1, p.k_alloc, pairs.data());
+  } else {
+    ASSERT_GT(p.packed16.size(), 0u) << "neither packed form was kept";
+    const auto* b = reinterpret_cast<const int16_t*>(p.packed16.data());
+    pairs.assign(b, b + p.k_alloc * 16);
+  }
+  EXPECT_EQ(std::vector<int16_t>(pairs.begin() + 2, pairs.begin() + 4), (std::vector<int16_t>{-128, 127}));
+  EXPECT_EQ(std::vector<int16_t>(pairs.begin() + 32 + 2, pairs.begin() + 32 + 4), (std::vector<int16_t>{0, 9}));
+  EXPECT_EQ(std::vector<int16_t>(pairs.begin() + 64 + 2, pairs.begin() + 64 + 4), (std::vector<int16_t>{10, 0}));
+  EXPECT_EQ(pairs[4], 0);  // column 2 does not exist: zero
 }
 
 }  // namespace
