@@ -1,22 +1,12 @@
 // The exact int8 peak without VNNI: independent vpmaddwd + vpaddd pairs on ymm registers (16
 // products each), the instruction pair of the AVX2 convolution tiles (gemm_avx2.cpp).
 #include <immintrin.h>
-#include <time.h>
 
 #include <algorithm>
 
 #include "peak.h"
 
 namespace tqx::bench {
-namespace {
-
-double thread_seconds() {
-  timespec t;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
-
-}  // namespace
 
 #define TQX_MADD(t, a) "vpmaddwd %%ymm1, %%ymm0, %%ymm" #t "\n\tvpaddd %%ymm" #t ", %%ymm" #a ", %%ymm" #a "\n\t"
 

@@ -1,23 +1,11 @@
 // The vpdpbusd peak: 24 independent zmm accumulators, so neither latency nor registers limit it.
 #include <immintrin.h>
-#include <time.h>
 
 #include <algorithm>
 
 #include "peak.h"
 
 namespace tqx::bench {
-namespace {
-
-// Thread CPU time, as Google Benchmark's rates: time the scheduler gives to other processes on a
-// shared machine counts against neither the peak nor the kernels.
-double thread_seconds() {
-  timespec t;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
-
-}  // namespace
 
 #define TQX_DPBUSD(r) "vpdpbusd %%zmm1, %%zmm0, %%zmm" #r "\n\t"
 
