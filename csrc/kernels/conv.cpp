@@ -345,8 +345,8 @@ void depthwise_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWe
     te.residual = e.residual;
     const DepthwiseShape ds{s.in_h,     s.in_w,     s.in_c,  s.out_h, s.out_w,      s.kernel_h,  s.kernel_w,
                             s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dilation_h, s.dilation_w};
-    k.depthwise_rows(ds, x, reinterpret_cast<const int16_t*>(w.packed.data()), te, y, m_begin, m_end);
-    return;
+    if (k.depthwise_rows(ds, x, reinterpret_cast<const int16_t*>(w.packed.data()), te, y, m_begin, m_end)) return;
+    te.residual = nullptr;
   }
   const int64_t taps = s.kernel_h * s.kernel_w;
   std::vector<const uint8_t*> tap_ptrs(static_cast<size_t>(taps));
@@ -382,6 +382,48 @@ void widen_packed_weights(const int8_t* packed, int64_t blocks, int64_t k_alloc,
       }
     }
   }
+}
+
+DepthwiseGeometry depthwise_geometry(const DepthwiseShape& s) {
+  DepthwiseGeometry g{};
+  g.taps = s.kernel_h * s.kernel_w;
+  for (int64_t kh = 0, t = 0; kh < s.kernel_h; ++kh) {
+    for (int64_t kw = 0; kw < s.kernel_w; ++kw, ++t) {
+      g.dh[t] = kh * s.dilation_h;
+      g.dw[t] = kw * s.dilation_w;
+      g.off[t] = (g.dh[t] * s.in_w + g.dw[t]) * s.channels;
+    }
+  }
+  const int64_t last = s.in_w - 1 - (s.kernel_w - 1) * s.dilation_w + s.pad_w;
+  g.inner_hi = last < 0 ? 0 : std::min(s.out_w, last / s.stride_w + 1);
+  g.inner_lo = std::min(g.inner_hi, (s.pad_w + s.stride_w - 1) / s.stride_w);
+  return g;
+}
+
+DepthwiseSegment depthwise_segment(const DepthwiseShape& s, const DepthwiseGeometry& g, const uint8_t* x,
+                                   const uint8_t* zero_row, int64_t m, int64_t m_end,
+                                   const uint8_t* (*p)[kDepthwiseRowsMaxTaps]) {
+  const int64_t c = s.channels;
+  const int64_t n = m / (s.out_h * s.out_w), oh = m / s.out_w % s.out_h, ow0 = m % s.out_w;
+  DepthwiseSegment seg{};
+  seg.count = std::min(kDepthwiseSegment, std::min(m_end, m - ow0 + s.out_w) - m);
+  const int64_t ih0 = oh * s.stride_h - s.pad_h;
+  seg.in_lo = seg.in_hi = seg.count;
+  if (ih0 >= 0 && ih0 + (s.kernel_h - 1) * s.dilation_h < s.in_h) {
+    seg.in_lo = std::clamp(g.inner_lo - ow0, int64_t{0}, seg.count);
+    seg.in_hi = std::clamp(g.inner_hi - ow0, seg.in_lo, seg.count);
+  }
+  seg.base = x + ((n * s.in_h + ih0) * s.in_w + ow0 * s.stride_w - s.pad_w) * c;
+  const int64_t step = s.stride_w * c;
+  for (int64_t j = 0; j < seg.count; ++j) {
+    if (j >= seg.in_lo && j < seg.in_hi) continue;
+    const int64_t iw0 = (ow0 + j) * s.stride_w - s.pad_w;
+    for (int64_t t = 0; t < g.taps; ++t) {
+      const int64_t ih = ih0 + g.dh[t], iw = iw0 + g.dw[t];
+      p[j][t] = ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w ? zero_row : seg.base + j * step + g.off[t];
+    }
+  }
+  return seg;
 }
 
 AlignedBytes::AlignedBytes(size_t n) : n_(n) {

@@ -49,9 +49,34 @@ struct DepthwiseShape {
 
 // Output pixels [m_begin, m_end) of a depthwise convolution of at most kDepthwiseRowsMaxTaps taps (weights as for
 // DepthwisePixelFn); e's residual, when set, points at pixel 0 of the residual tensor.
+// Returns false, having written nothing, for kernel sizes it does not take (the driver then runs
+// depthwise_pixel per pixel).
 constexpr int kDepthwiseRowsMaxTaps = 25;  // up to 5x5
-using DepthwiseRowsFn = void (*)(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e,
+using DepthwiseRowsFn = bool (*)(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e,
                                  uint8_t* y, int64_t m_begin, int64_t m_end);
+
+// The walk the depthwise row kernels share (defined in conv.cpp, compiled without ISA flags: an
+// inline function here could be linked from a file built for a wider ISA). Per tap t of the
+// kernel (row-major), its offsets dh/dw from the window origin and off = its byte offset in x;
+// output columns [inner_lo, inner_hi) have windows inside the input horizontally.
+struct DepthwiseGeometry {
+  int64_t taps;
+  int64_t off[kDepthwiseRowsMaxTaps], dh[kDepthwiseRowsMaxTaps], dw[kDepthwiseRowsMaxTaps];
+  int64_t inner_lo, inner_hi;
+};
+DepthwiseGeometry depthwise_geometry(const DepthwiseShape& s);
+
+// Output pixels [m, m + count) of one output row, count <= kDepthwiseSegment: those in [in_lo,
+// in_hi) have windows inside the input and read tap t at base + j * stride_w * channels + off[t];
+// for the others p[j][t] holds the tap's pixel (channel 0), or zero_row where it falls in the padding.
+constexpr int64_t kDepthwiseSegment = 16;
+struct DepthwiseSegment {
+  int64_t count, in_lo, in_hi;
+  const uint8_t* base;
+};
+DepthwiseSegment depthwise_segment(const DepthwiseShape& s, const DepthwiseGeometry& g, const uint8_t* x,
+                                   const uint8_t* zero_row, int64_t m, int64_t m_end,
+                                   const uint8_t* (*p)[kDepthwiseRowsMaxTaps]);
 
 struct GemmKernels {
   GemmTileFn tile;

@@ -24,16 +24,23 @@ inline __m256i broadcast4(const uint8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
+// The float32 value of 8 columns before the clamp (Note [Rounding]): (acc - zcs) * mult + bias,
+// plus (r - rz) * rmult where residual points at the 8 residual bytes (null: none).
+inline __m256 requantize8_value(__m256i acc, __m256i zcs, __m256 mult, __m256 bias, const uint8_t* residual,
+                                __m256i rz, __m256 rmult) {
+  __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc, zcs)), mult), bias);
+  if (residual != nullptr) {
+    const __m256i r = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(residual)));
+    v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(r, rz)), rmult));
+  }
+  return v;
+}
+
 // The float epilogue of 8 columns (Note [Rounding]); r holds the 8 residual bytes or is unused.
 inline __m256i requantize8(__m256i acc, __m256i zcs, const float* mult, const float* bias, const uint8_t* residual,
                            const TileEpilogue& e) {
-  __m256 v = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc, zcs));
-  v = _mm256_add_ps(_mm256_mul_ps(v, _mm256_loadu_ps(mult)), _mm256_loadu_ps(bias));
-  if (residual != nullptr) {
-    const __m256i r = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(residual)));
-    const __m256 rv = _mm256_cvtepi32_ps(_mm256_sub_epi32(r, _mm256_set1_epi32(e.residual_zero_point)));
-    v = _mm256_add_ps(v, _mm256_mul_ps(rv, _mm256_set1_ps(e.residual_multiplier)));
-  }
+  __m256 v = requantize8_value(acc, zcs, _mm256_loadu_ps(mult), _mm256_loadu_ps(bias), residual,
+                               _mm256_set1_epi32(e.residual_zero_point), _mm256_set1_ps(e.residual_multiplier));
   // max(v, lo) returns lo for NaN, as the reference does.
   v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(e.lo)), _mm256_set1_ps(e.hi));
   return _mm256_add_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(e.output_zero_point));

@@ -86,18 +86,9 @@ inline void depthwise_rows_taps(const DepthwiseShape& s, const uint8_t* x, const
                                 uint8_t* y, int64_t m_begin, int64_t m_end, int64_t c_begin = 0) {
   constexpr int kMaxTaps = kDepthwiseRowsMaxTaps;
   const int64_t taps = T > 0 ? T : s.kernel_h * s.kernel_w, c = s.channels, cp = (c + 15) / 16 * 16;
-  int64_t off[kMaxTaps], dh[kMaxTaps], dw[kMaxTaps];
-  for (int64_t kh = 0, t = 0; kh < s.kernel_h; ++kh) {
-    for (int64_t kw = 0; kw < s.kernel_w; ++kw, ++t) {
-      dh[t] = kh * s.dilation_h;
-      dw[t] = kw * s.dilation_w;
-      off[t] = (dh[t] * s.in_w + dw[t]) * c;
-    }
-  }
-  // Output columns whose windows lie inside the input horizontally.
-  const int64_t last = s.in_w - 1 - (s.kernel_w - 1) * s.dilation_w + s.pad_w;
-  const int64_t inner_hi = last < 0 ? 0 : std::min(s.out_w, last / s.stride_w + 1);
-  const int64_t inner_lo = std::min(inner_hi, (s.pad_w + s.stride_w - 1) / s.stride_w);
+  const DepthwiseGeometry geo = depthwise_geometry(s);
+  const int64_t *const off = geo.off, *const dh = geo.dh, *const dw = geo.dw;
+  const int64_t inner_lo = geo.inner_lo, inner_hi = geo.inner_hi;  // columns with windows inside horizontally
   const __m512i xz = _mm512_set1_epi32(e.input_zero_point);
   for (int64_t c0 = c_begin; c0 < c; c0 += 16) {
     const int64_t left = c - c0;
@@ -163,7 +154,7 @@ inline void depthwise_rows_taps(const DepthwiseShape& s, const uint8_t* x, const
 
 // Kernels of up to kDepthwiseRowsMaxTaps taps (the driver sends larger ones to depthwise_pixel);
 // 3x3 and 5x5 get the unrolled interior.
-inline void depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e,
+inline bool depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e,
                            uint8_t* y, int64_t m_begin, int64_t m_end) {
   const int64_t taps = s.kernel_h * s.kernel_w;
   if (taps == 9) {
@@ -173,6 +164,7 @@ inline void depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int1
   } else {
     depthwise_rows_taps<0>(s, x, w, e, y, m_begin, m_end);
   }
+  return true;
 }
 
 }  // namespace tqx::kernels::avx512

@@ -69,11 +69,7 @@ struct Epilogue16 {
   }
   // Columns 8h..8h+7 of acc (sum x * w), before the zero point; residual: 8 bytes or null.
   __m256i apply(__m256i acc, int h, const uint8_t* residual) const {
-    __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc, zcs[h])), mult[h]), bias[h]);
-    if (residual != nullptr) {
-      const __m256i r = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(residual)));
-      v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(r, rz)), rmult));
-    }
+    __m256 v = ymm::requantize8_value(acc, zcs[h], mult[h], bias[h], residual, rz, rmult);
     // max first where it is needed: max(NaN, lo) = lo, as the reference.
     v = lower_by_pack ? _mm256_min_ps(hi, v) : _mm256_min_ps(_mm256_max_ps(v, lo), hi);
     return _mm256_cvtps_epi32(v);
@@ -215,42 +211,17 @@ template <int T>
 void depthwise_rows_taps(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
                          int64_t m_begin, int64_t m_end) {
   constexpr int kPairs = (T + 1) / 2;
-  constexpr int64_t kSegment = 16;
   const int64_t c = s.channels, cp = (c + 15) / 16 * 16;
-  int64_t off[T], dh[T], dw[T];
-  for (int64_t kh = 0, t = 0; kh < s.kernel_h; ++kh) {
-    for (int64_t kw = 0; kw < s.kernel_w; ++kw, ++t) {
-      dh[t] = kh * s.dilation_h;
-      dw[t] = kw * s.dilation_w;
-      off[t] = (dh[t] * s.in_w + dw[t]) * c;
-    }
-  }
+  const DepthwiseGeometry g = depthwise_geometry(s);
+  int64_t off[T];  // a local copy: g escapes to depthwise_segment, so y's stores could not be moved past its loads
+  std::copy(g.off, g.off + T, off);
   const std::vector<uint8_t> zero_row(static_cast<size_t>(cp), static_cast<uint8_t>(e.input_zero_point));
-  const int64_t last = s.in_w - 1 - (s.kernel_w - 1) * s.dilation_w + s.pad_w;
-  const int64_t inner_hi = last < 0 ? 0 : std::min(s.out_w, last / s.stride_w + 1);
-  const int64_t inner_lo = std::min(inner_hi, (s.pad_w + s.stride_w - 1) / s.stride_w);
   const int64_t step = s.stride_w * c;
-  const uint8_t* p[kSegment][T];  // border pixels' tap pointers at channel 0
+  const uint8_t* p[kDepthwiseSegment][kDepthwiseRowsMaxTaps];  // border pixels' tap pointers at channel 0
   for (int64_t m = m_begin; m < m_end;) {
-    const int64_t n = m / (s.out_h * s.out_w), oh = m / s.out_w % s.out_h, ow0 = m % s.out_w;
-    const int64_t count = std::min(kSegment, std::min(m_end, m - ow0 + s.out_w) - m);
-    const int64_t ih0 = oh * s.stride_h - s.pad_h;
-    const bool rows_inside = ih0 >= 0 && ih0 + (s.kernel_h - 1) * s.dilation_h < s.in_h;
-    // Pixels [in_lo, in_hi) of the segment have windows inside the input; the others take pointers.
-    int64_t in_lo = count, in_hi = count;
-    if (rows_inside) {
-      in_lo = std::clamp(inner_lo - ow0, int64_t{0}, count);
-      in_hi = std::clamp(inner_hi - ow0, in_lo, count);
-    }
-    const uint8_t* const base = x + ((n * s.in_h + ih0) * s.in_w + ow0 * s.stride_w - s.pad_w) * c;
-    for (int64_t j = 0; j < count; ++j) {
-      if (j >= in_lo && j < in_hi) continue;
-      const int64_t iw0 = (ow0 + j) * s.stride_w - s.pad_w;
-      for (int t = 0; t < T; ++t) {
-        const int64_t ih = ih0 + dh[t], iw = iw0 + dw[t];
-        p[j][t] = ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w ? zero_row.data() : base + j * step + off[t];
-      }
-    }
+    const DepthwiseSegment seg = depthwise_segment(s, g, x, zero_row.data(), m, m_end, p);
+    const int64_t count = seg.count, in_lo = seg.in_lo, in_hi = seg.in_hi;
+    const uint8_t* const base = seg.base;
     uint8_t* const yseg = y + m * c;
     const uint8_t* const rseg = e.residual != nullptr ? e.residual + m * c : nullptr;
     for (int64_t c0 = 0; c0 < c; c0 += 16) {
@@ -287,29 +258,8 @@ struct DotAvx2 {
   }
 };
 
-// Other kernel sizes: one pixel at a time through depthwise_pixel.
-void depthwise_rows_generic(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e,
-                            uint8_t* y, int64_t m_begin, int64_t m_end) {
-  const uint8_t* tap_ptrs[kDepthwiseRowsMaxTaps];
-  TileEpilogue te = e;
-  for (int64_t m = m_begin; m < m_end; ++m) {
-    const int64_t n = m / (s.out_h * s.out_w), oh = m / s.out_w % s.out_h, ow = m % s.out_w;
-    int64_t t = 0;
-    for (int64_t kh = 0; kh < s.kernel_h; ++kh) {
-      const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
-      for (int64_t kw = 0; kw < s.kernel_w; ++kw, ++t) {
-        const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
-        tap_ptrs[t] = ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w
-                          ? nullptr
-                          : x + ((n * s.in_h + ih) * s.in_w + iw) * s.channels;
-      }
-    }
-    if (e.residual != nullptr) te.residual = e.residual + m * s.channels;
-    ymm::depthwise_pixel<DotAvx2>(t, s.channels, tap_ptrs, w, te, y + m * s.channels);
-  }
-}
-
-void depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
+// 3x3 and 5x5; the driver runs other sizes through depthwise_pixel.
+bool depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
                     int64_t m_begin, int64_t m_end) {
   const int64_t taps = s.kernel_h * s.kernel_w;
   if (taps == 9) {
@@ -317,8 +267,9 @@ void depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w,
   } else if (taps == 25) {
     depthwise_rows_taps<25>(s, x, w, e, y, m_begin, m_end);
   } else {
-    depthwise_rows_generic(s, x, w, e, y, m_begin, m_end);
+    return false;
   }
+  return true;
 }
 
 GemmKernels make() {

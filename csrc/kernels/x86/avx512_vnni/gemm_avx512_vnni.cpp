@@ -5,6 +5,7 @@
 // weights] in kernels/conv.cpp.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <utility>
@@ -238,7 +239,7 @@ inline __m512i depthwise_quads16(Ptr ptr, const __m512i* wq, __m512i idx) {
 
 // The full 16-channel blocks with depthwise_quads16 (3x3: three vpdpbusd and three vpermb per
 // pixel and block instead of five vpdpwssd, nine vpmovzxbd and four shift-or pairs). Pixels outer
-// in segments of up to kSegment of one output row, channel blocks inner: a segment's output and
+// in segments of up to kDepthwiseSegment of one output row, channel blocks inner: a segment's output and
 // input lines stay in L1 while every block passes over them (block-outer passes over the whole
 // image left each 16-byte store and load to miss L1; the stores bound the loop). Weights are
 // rearranged into vpdpbusd quads once per call; padding taps read a row of input zero points. The
@@ -247,16 +248,10 @@ template <int T>
 void depthwise_rows_vbmi(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
                          int64_t m_begin, int64_t m_end) {
   constexpr int kGroups = (T + 3) / 4;
-  constexpr int64_t kSegment = 16;
   const int64_t c = s.channels, cp = (c + 15) / 16 * 16, full = c / 16 * 16, blocks = full / 16;
-  int64_t off[T], dh[T], dw[T];
-  for (int64_t kh = 0, t = 0; kh < s.kernel_h; ++kh) {
-    for (int64_t kw = 0; kw < s.kernel_w; ++kw, ++t) {
-      dh[t] = kh * s.dilation_h;
-      dw[t] = kw * s.dilation_w;
-      off[t] = (dh[t] * s.in_w + dw[t]) * c;
-    }
-  }
+  const DepthwiseGeometry geo = depthwise_geometry(s);
+  int64_t off[T];  // a local copy: geo escapes to depthwise_segment, so y's stores could not be moved past its loads
+  std::copy(geo.off, geo.off + T, off);
   const std::vector<uint8_t> zero_row(static_cast<size_t>(c), static_cast<uint8_t>(e.input_zero_point));
   std::vector<int8_t> quads(static_cast<size_t>(blocks * kGroups * 64 + 64), 0);
   int8_t* const wq_all = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(quads.data()) + 63) & ~uintptr_t{63});
@@ -268,9 +263,6 @@ void depthwise_rows_vbmi(const DepthwiseShape& s, const uint8_t* x, const int16_
       }
     }
   }
-  const int64_t last = s.in_w - 1 - (s.kernel_w - 1) * s.dilation_w + s.pad_w;
-  const int64_t inner_hi = last < 0 ? 0 : std::min(s.out_w, last / s.stride_w + 1);
-  const int64_t inner_lo = std::min(inner_hi, (s.pad_w + s.stride_w - 1) / s.stride_w);
   alignas(64) int8_t idx_bytes[64];
   for (int i = 0; i < 64; ++i)
     idx_bytes[i] = static_cast<int8_t>((i % 4 < 2 ? 16 * (i % 4) : 32 + 16 * (i % 4)) + i / 4);
@@ -280,27 +272,11 @@ void depthwise_rows_vbmi(const DepthwiseShape& s, const uint8_t* x, const int16_
   const __m512i yz = _mm512_set1_epi32(e.output_zero_point), rz = _mm512_set1_epi32(e.residual_zero_point);
   const uint8_t* const residual = e.residual;
   const int64_t step = s.stride_w * c;
-  const uint8_t* p[kSegment][T];  // border pixels' tap pointers at channel 0
+  const uint8_t* p[kDepthwiseSegment][kDepthwiseRowsMaxTaps];  // border pixels' tap pointers at channel 0
   for (int64_t m = m_begin; m < m_end;) {
-    const int64_t n = m / (s.out_h * s.out_w), oh = m / s.out_w % s.out_h, ow0 = m % s.out_w;
-    const int64_t count = std::min(kSegment, std::min(m_end, m - ow0 + s.out_w) - m);
-    const int64_t ih0 = oh * s.stride_h - s.pad_h;
-    const bool rows_inside = ih0 >= 0 && ih0 + (s.kernel_h - 1) * s.dilation_h < s.in_h;
-    // Pixels [in_lo, in_hi) of the segment have windows inside the input; the others take pointers.
-    int64_t in_lo = count, in_hi = count;
-    if (rows_inside) {
-      in_lo = std::clamp(inner_lo - ow0, int64_t{0}, count);
-      in_hi = std::clamp(inner_hi - ow0, in_lo, count);
-    }
-    const uint8_t* const base = x + ((n * s.in_h + ih0) * s.in_w + ow0 * s.stride_w - s.pad_w) * c;
-    for (int64_t j = 0; j < count; ++j) {
-      if (j >= in_lo && j < in_hi) continue;
-      const int64_t iw0 = (ow0 + j) * s.stride_w - s.pad_w;
-      for (int t = 0; t < T; ++t) {
-        const int64_t ih = ih0 + dh[t], iw = iw0 + dw[t];
-        p[j][t] = ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w ? zero_row.data() : base + j * step + off[t];
-      }
-    }
+    const DepthwiseSegment seg = depthwise_segment(s, geo, x, zero_row.data(), m, m_end, p);
+    const int64_t count = seg.count, in_lo = seg.in_lo, in_hi = seg.in_hi;
+    const uint8_t* const base = seg.base;
     uint8_t* const yseg = y + m * c;
     const uint8_t* const rseg = residual != nullptr ? residual + m * c : nullptr;
     for (int64_t c0 = 0; c0 < full; c0 += 16) {
@@ -336,7 +312,7 @@ void depthwise_rows_vbmi(const DepthwiseShape& s, const uint8_t* x, const int16_
 }
 
 // 3x3 and 5x5 on the vpdpbusd path where the CPU has VBMI; everything else as the AMX file does.
-void depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
+bool depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
                     int64_t m_begin, int64_t m_end) {
   static const bool vbmi = cpu_has_avx512_vbmi();
   const int64_t taps = s.kernel_h * s.kernel_w;
@@ -345,8 +321,9 @@ void depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w,
   } else if (vbmi && taps == 25) {
     depthwise_rows_vbmi<25>(s, x, w, e, y, m_begin, m_end);
   } else {
-    avx512::depthwise_rows(s, x, w, e, y, m_begin, m_end);
+    return avx512::depthwise_rows(s, x, w, e, y, m_begin, m_end);
   }
+  return true;
 }
 
 const GemmKernels kKernels{gemm_tile,
