@@ -275,16 +275,16 @@ void gemm_rows_indirect(const GemmKernels& k, const ConvShape& s, const PackedCo
   }
 }
 
-// The B array the kernels read: the int8 blocks, or their int16 k-pairs for b_int16 kernels (made
-// here, per call, when the weights were packed for another ISA).
+// The B array the kernels read: the int8 blocks, or their int16 k-pairs for b_int16 kernels.
 const int8_t* gemm_weights(const GemmKernels& k, const PackedConvWeights& w) {
-  if (!k.b_int16) return reinterpret_cast<const int8_t*>(w.packed.data());
-  if (w.packed16.size() > 0) return reinterpret_cast<const int8_t*>(w.packed16.data());
-  thread_local std::vector<int16_t> widened;
-  const int64_t blocks = w.groups * w.n_blocks;
-  widened.resize(static_cast<size_t>(blocks * w.k_alloc * 16));
-  widen_packed_weights(reinterpret_cast<const int8_t*>(w.packed.data()), blocks, w.k_alloc, widened.data());
-  return reinterpret_cast<const int8_t*>(widened.data());
+  return k.b_int16 ? reinterpret_cast<const int8_t*>(w.int16_blocks()) : reinterpret_cast<const int8_t*>(w.packed.data());
+}
+
+// True when every byte of x[0, n) is below 128.
+bool all_below_128(const uint8_t* x, int64_t n) {
+  uint8_t any = 0;
+  for (int64_t i = 0; i < n; ++i) any |= x[i];  // vectorized by the compiler
+  return any < 128;
 }
 
 void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
@@ -426,6 +426,16 @@ DepthwiseSegment depthwise_segment(const DepthwiseShape& s, const DepthwiseGeome
   return seg;
 }
 
+const int16_t* PackedConvWeights::int16_blocks() const {
+  std::call_once(int16_->once, [this] {
+    const int64_t blocks = groups * n_blocks;
+    int16_->data = AlignedBytes(static_cast<size_t>(blocks * k_alloc * 16) * sizeof(int16_t));
+    widen_packed_weights(reinterpret_cast<const int8_t*>(packed.data()), blocks, k_alloc,
+                         reinterpret_cast<int16_t*>(int16_->data.data()));
+  });
+  return reinterpret_cast<const int16_t*>(int16_->data.data());
+}
+
 AlignedBytes::AlignedBytes(size_t n) : n_(n) {
   const size_t bytes = std::max<size_t>(64, (n + 63) / 64 * 64);
   p_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
@@ -471,15 +481,6 @@ PackedConvWeights pack_conv_weights(const int8_t* ohwi, int64_t out_c, int64_t k
       for (int64_t i = 0; i < p.k; ++i) blk[(i / 4) * 64 + (c % 16) * 4 + i % 4] = src[i];
     }
   }
-  const GemmKernels* kernels = gemm_kernels_for(active_isa());
-  if (kernels != nullptr && kernels->b_int16) {
-    const int64_t blocks = groups * p.n_blocks;
-    p.packed16 = AlignedBytes(static_cast<size_t>(blocks * p.k_alloc * 16) * sizeof(int16_t));
-    widen_packed_weights(dst, blocks, p.k_alloc, reinterpret_cast<int16_t*>(p.packed16.data()));
-    // On a CPU whose best tiles are these, no kernel reads the int8 blocks: keep one copy.
-    const GemmKernels* best = gemm_kernels_for(detected_isa());
-    if (best != nullptr && best->b_int16) p.packed = AlignedBytes();
-  }
   return p;
 }
 
@@ -496,6 +497,12 @@ void conv2d_u8s8_nhwc_packed(const ConvShape& s, const PackedConvWeights& w, con
   } else if (w.depthwise) {
     depthwise_rows(*k, s, w, x, e, y, m_begin, m_end);
   } else {
+    // 7-bit activations (the x86 preset's) take the kernels that are exact only for them; the
+    // scan costs one pass over the input, small beside the convolution's k * out_c products each.
+    if (k->seven_bit != nullptr && e.input_zero_point < 128 &&
+        all_below_128(x, s.batch * s.in_h * s.in_w * s.in_c)) {
+      k = k->seven_bit;
+    }
     gemm_rows(*k, s, w, x, e, y, m_begin, m_end);
   }
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "kernels/isa.h"
@@ -78,11 +79,19 @@ struct PackedConvWeights {
   int64_t n_blocks = 0;    // output channels per group in blocks of 16 (GEMM path)
   std::vector<int8_t> ohwi;       // [out_c, kernel_h, kernel_w, in_c_per_group]
   std::vector<int32_t> col_sums;  // [out_c] sum of each output channel's weights
-  AlignedBytes packed;            // GEMM: [groups][n_blocks][k_alloc/4][16][4] int8 (empty when packed16
-                                  // is set on a CPU whose best kernels read only packed16);
+  AlignedBytes packed;            // GEMM: [groups][n_blocks][k_alloc/4][16][4] int8;
                                   // depthwise: [taps/2 rounded up][channels rounded to 16][2] int16
-  AlignedBytes packed16;          // GEMM, where the active ISA's tiles multiply in int16 (AVX2
-                                  // without VNNI): [groups][n_blocks][k_alloc/2][16][2] int16; else empty
+  // GEMM, for tiles that multiply in int16 (AVX2 with 8-bit activations): the same blocks as int16
+  // k-pairs, [groups][n_blocks][k_alloc/2][16][2]. Made on first use (thread-safe), so weights that
+  // only ever meet 7-bit activations or VNNI tiles are held once.
+  const int16_t* int16_blocks() const;
+
+ private:
+  struct Lazy16 {
+    std::once_flag once;
+    AlignedBytes data;
+  };
+  std::shared_ptr<Lazy16> int16_ = std::make_shared<Lazy16>();
 };
 PackedConvWeights pack_conv_weights(const int8_t* ohwi, int64_t out_c, int64_t kernel_h, int64_t kernel_w,
                                     int64_t in_c_per_group, int64_t groups);

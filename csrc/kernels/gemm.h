@@ -93,12 +93,15 @@ struct GemmKernels {
   // (rows of k uint8 at a + i * lda to rows of k int16 at out + i * k) and passes the tiles that
   // copy, cast to `const uint8_t*`, with lda in bytes (2 * k).
   void (*widen_a)(int64_t rows, int64_t k, const uint8_t* a, int64_t lda, int16_t* out) = nullptr;
-  // The tiles read B as int16 k-pairs (PackedConvWeights::packed16: per 16-column block, k_alloc / 2
-  // groups of [16 columns][2 int16]); b and b_stride are then in that array, b_stride in bytes.
+  // The tiles read B as int16 k-pairs (PackedConvWeights::int16_blocks(): per 16-column block,
+  // k_alloc / 2 groups of [16 columns][2 int16]); b and b_stride are then in that array, b_stride in bytes.
   bool b_int16 = false;
+  // Null, or kernels the driver may use instead when every activation byte and the input zero
+  // point are below 128 (AVX2: vpmaddubsw, whose int16 pair sums cannot saturate then).
+  const GemmKernels* seven_bit = nullptr;
 };
 
-// PackedConvWeights::packed16 from the int8 blocks: `blocks` blocks of k_alloc rows.
+// PackedConvWeights::int16_blocks() from the int8 blocks: `blocks` blocks of k_alloc rows.
 void widen_packed_weights(const int8_t* packed, int64_t blocks, int64_t k_alloc, int16_t* out);
 
 // Null when this build lacks the ISA.

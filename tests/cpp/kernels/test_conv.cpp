@@ -200,6 +200,39 @@ TEST(ConvSimd, BitExactWithReferenceOnEveryIsa) {
   }
 }
 
+// 7-bit activations (the x86 preset's) take the AVX2 vpmaddubsw tiles; the extremes 127 x -128 and
+// 127 x 127 are where those pair sums come closest to int16's range. One byte of 128 anywhere, or an
+// input zero point of 128, must send the call back to the exact int16 tiles.
+TEST(ConvSimd, SevenBitActivationsAreBitExactWithReference) {
+  uint32_t seed = 101;
+  for (const SimdCase& t : simd_cases()) {
+    if (t.groups == t.c && t.groups > 1) continue;  // depthwise has no 7-bit path
+    ConvData d = make_conv(t, seed++);
+    for (size_t i = 0; i < d.x.size(); ++i) d.x[i] = i % 5 == 0 ? 127 : static_cast<uint8_t>(d.x[i] & 0x7F);
+    const kernels::PackedConvWeights p =
+        kernels::pack_conv_weights(d.w.data(), t.oc, t.kh, t.kw, t.c / t.groups, t.groups);
+    const int64_t m = d.s.batch * d.s.out_h * d.s.out_w;
+    for (int variant = 0; variant < 4; ++variant) {
+      ConvData v = d;
+      if (variant == 3) v.x[v.x.size() / 2] = 128;
+      const int32_t xz = variant == 0 ? 0 : variant == 1 ? 127 : variant == 2 ? 128 : 64;
+      kernels::ConvEpilogue e{xz, v.mult.data(), v.bias.data(), 128, 0, 255};
+      if (variant == 1) {
+        e.residual = v.residual.data();
+        e.residual_multiplier = 0.5f;
+        e.residual_zero_point = 7;
+      }
+      const std::vector<uint8_t> ref = run_reference(v, e);
+      for (Isa isa : simd_isas()) {
+        std::vector<uint8_t> y(ref.size(), 3);
+        kernels::conv2d_u8s8_nhwc_packed(v.s, p, v.x.data(), e, y.data(), 0, m, isa);
+        ASSERT_EQ(y, ref) << kernels::isa_name(isa) << " c=" << t.c << " oc=" << t.oc << " k=" << t.kh << "x" << t.kw
+                          << " groups=" << t.groups << " variant=" << variant;
+      }
+    }
+  }
+}
+
 TEST(ConvSimd, AnySplitOfThePixelsGivesTheSameBytes) {
   // A dense convolution and a depthwise one (whose kernel walks runs of inner windows per row).
   for (const SimdCase& t :
@@ -244,32 +277,17 @@ TEST(ConvSimd, PackingKeepsColumnSumsAndPadsWithZeros) {
   EXPECT_EQ(p.k_padded, 8);
   EXPECT_EQ(p.n_blocks, 1);
   EXPECT_EQ(p.col_sums, (std::vector<int32_t>{11, 18}));
-  if (p.packed.size() > 0) {
-    const auto* b = reinterpret_cast<const int8_t*>(p.packed.data());
-    // k-group 0, column 1 holds channel 1's first four weights; k-group 1 its fifth and zeros.
-    EXPECT_EQ(std::vector<int8_t>(b + 4, b + 8), (std::vector<int8_t>{-128, 127, 0, 9}));
-    EXPECT_EQ(std::vector<int8_t>(b + 64 + 4, b + 64 + 8), (std::vector<int8_t>{10, 0, 0, 0}));
-    EXPECT_EQ(b[64 + 8], 0);  // column 2 does not exist: zero
-  }
-  // The int16 k-pairs of the AVX2 tiles, made here whatever the CPU: pair j, column c at (j * 16 + c) * 2.
-  std::vector<int16_t> pairs(static_cast<size_t>(p.k_alloc * 16));
-  const std::vector<int8_t> b8 = [&] {
-    if (p.packed.size() > 0) {
-      const auto* b = reinterpret_cast<const int8_t*>(p.packed.data());
-      return std::vector<int8_t>(b, b + p.k_alloc * 16);
-    }
-    return std::vector<int8_t>();
-  }();
-  if (!b8.empty()) {
-    kernels::widen_packed_weights(b8.data(), 1, p.k_alloc, pairs.data());
-  } else {
-    ASSERT_GT(p.packed16.size(), 0u) << "neither packed form was kept";
-    const auto* b = reinterpret_cast<const int16_t*>(p.packed16.data());
-    pairs.assign(b, b + p.k_alloc * 16);
-  }
-  EXPECT_EQ(std::vector<int16_t>(pairs.begin() + 2, pairs.begin() + 4), (std::vector<int16_t>{-128, 127}));
-  EXPECT_EQ(std::vector<int16_t>(pairs.begin() + 32 + 2, pairs.begin() + 32 + 4), (std::vector<int16_t>{0, 9}));
-  EXPECT_EQ(std::vector<int16_t>(pairs.begin() + 64 + 2, pairs.begin() + 64 + 4), (std::vector<int16_t>{10, 0}));
+  const auto* b = reinterpret_cast<const int8_t*>(p.packed.data());
+  // k-group 0, column 1 holds channel 1's first four weights; k-group 1 its fifth and zeros.
+  EXPECT_EQ(std::vector<int8_t>(b + 4, b + 8), (std::vector<int8_t>{-128, 127, 0, 9}));
+  EXPECT_EQ(std::vector<int8_t>(b + 64 + 4, b + 64 + 8), (std::vector<int8_t>{10, 0, 0, 0}));
+  EXPECT_EQ(b[64 + 8], 0);  // column 2 does not exist: zero
+  // The int16 k-pairs of the AVX2 tiles: pair j, column c at (j * 16 + c) * 2.
+  const int16_t* pairs = p.int16_blocks();
+  EXPECT_EQ(pairs, p.int16_blocks());  // made once
+  EXPECT_EQ(std::vector<int16_t>(pairs + 2, pairs + 4), (std::vector<int16_t>{-128, 127}));
+  EXPECT_EQ(std::vector<int16_t>(pairs + 32 + 2, pairs + 32 + 4), (std::vector<int16_t>{0, 9}));
+  EXPECT_EQ(std::vector<int16_t>(pairs + 64 + 2, pairs + 64 + 4), (std::vector<int16_t>{10, 0}));
   EXPECT_EQ(pairs[4], 0);  // column 2 does not exist: zero
 }
 

@@ -2,11 +2,14 @@
 // vpmaddubsw saturates its int16 pair sums (255 * 127 * 2 > 32767), which is why PyTorch's x86
 // engines reduce the activation or weight range on such CPUs. We keep the products exact by
 // multiplying in int16 instead: the driver widens the A rows (activations) to int16 once per row
-// block (widen_rows), the weights are kept as int16 k-pairs as well (PackedConvWeights::packed16,
-// made at packing time), and vpmaddwd adds two exact products into each int32 lane. Per 16
+// block (widen_rows), the weights are kept as int16 k-pairs as well (PackedConvWeights::int16_blocks(),
+// made on first use), and vpmaddwd adds two exact products into each int32 lane. Per 16
 // multiply-adds that is one vpmaddwd and one vpaddd: half the multiplies of the split-byte
 // vpmaddubsw emulation this replaced (two vpmaddubsw and two vpmaddwd per 32 products), and at
-// most 1.25x the instructions of the inexact vpmaddubsw + vpmaddwd + vpaddd sequence.
+// most 1.25x the instructions of the inexact vpmaddubsw + vpmaddwd + vpaddd sequence. Where every
+// activation byte is below 128 (the x86 preset's 7-bit activations), that sequence is exact, and
+// the driver switches to the kSeven tiles (GemmKernels::seven_bit), which read the bytes and the
+// int8 weight blocks directly.
 //
 // Lane layout: a k-pair of a 16-column block is two ymm of int16, the 32-bit lane c holding column
 // c's weights (w[k], w[k+1]); a row's two activations (a[k], a[k+1]), broadcast as one 32-bit
@@ -82,29 +85,63 @@ struct Epilogue16 {
   }
 };
 
-// R rows x up to 16 columns: per k-pair, two loads of B (columns 0-7 and 8-15 as int16 pairs)
-// and per row one broadcast of the row's two int16 activations, two vpmaddwd and two vpaddd. Not
-// inlined: inside gemm_tile's loop GCC 12 kept the accumulators on the stack (a load and a store
-// per vpaddd), at half the speed.
+// acc += the four uint8 x int8 products of each lane (vpmaddubsw, then vpmaddwd by ones): exact
+// only when every a byte is below 128, since the int16 pair sums then stay within
+// [-2 * 127 * 128, 2 * 127 * 127]. `ones` is a memory operand: the 6x16 tile needs all 16 registers.
+inline void maddubs_into(__m256i& acc, __m256i a, __m256i b, const __m256i& ones) {
+  __m256i t;
+  __asm__("vpmaddubsw %[b], %[a], %[t]\n\t"
+          "vpmaddwd %[ones], %[t], %[t]\n\t"
+          "vpaddd %[t], %[acc], %[acc]"
+          : [acc] "+x"(acc), [t] "=&x"(t)
+          : [a] "x"(a), [b] "x"(b), [ones] "m"(ones));
+}
+
+alignas(32) const int16_t kOnes16[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+
+// R rows x up to 16 columns; each accumulator lane is one output column (0-7, 8-15).
+// kSeven = false: A rows of int16 (widen_rows) and B as int16 k-pairs; per k-pair two loads of B,
+//   per row one broadcast of its two activations, two vpmaddwd and two vpaddd.
+// kSeven = true (activations below 128): A rows of bytes and B's int8 k-groups; per k-group two
+//   loads of B, per row one broadcast of four activations and two maddubs_into (3 instructions
+//   per 32 products instead of 4).
 // kHalf: a last block of at most 8 columns, whose upper half would only multiply zero weights.
-template <int R, bool kHalf>
-__attribute__((noinline)) void tile_rows(int64_t cols, int64_t k_padded, const int16_t* a, int64_t lda,
-                                         const int16_t* b, const Epilogue16& ep, const uint8_t* residual, uint8_t* y,
+// Not inlined: inside gemm_tile's loop GCC 12 kept the accumulators on the stack (a load and a
+// store per vpaddd), at half the speed. a, lda and b are in bytes.
+template <int R, bool kHalf, bool kSeven>
+__attribute__((noinline)) void tile_rows(int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda,
+                                         const int8_t* b, const Epilogue16& ep, const uint8_t* residual, uint8_t* y,
                                          int64_t ldy) {
-  const int64_t k2 = k_padded / 2;
   __m256i acc[R][2];
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
-  for (int64_t k = 0; k < k2; ++k) {
-    const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + k * 32));
-    const __m256i b1 = kHalf ? b0 : _mm256_load_si256(reinterpret_cast<const __m256i*>(b + k * 32 + 16));
+  if constexpr (kSeven) {
+    const __m256i& ones = *reinterpret_cast<const __m256i*>(kOnes16);
+    for (int64_t k = 0; k < k_padded / 4; ++k) {
+      const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + k * 64));
+      const __m256i b1 = kHalf ? b0 : _mm256_load_si256(reinterpret_cast<const __m256i*>(b + k * 64 + 32));
 #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      int32_t pair;
-      std::memcpy(&pair, a + i * lda + k * 2, sizeof(pair));
-      const __m256i av = _mm256_set1_epi32(pair);
-      madd_into(acc[i][0], av, b0);
-      if (!kHalf) madd_into(acc[i][1], av, b1);
+      for (int i = 0; i < R; ++i) {
+        int32_t quad;
+        std::memcpy(&quad, a + i * lda + k * 4, sizeof(quad));
+        const __m256i av = _mm256_set1_epi32(quad);
+        maddubs_into(acc[i][0], av, b0, ones);
+        if (!kHalf) maddubs_into(acc[i][1], av, b1, ones);
+      }
+    }
+  } else {
+    const auto* b16 = reinterpret_cast<const int16_t*>(b);
+    for (int64_t k = 0; k < k_padded / 2; ++k) {
+      const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b16 + k * 32));
+      const __m256i b1 = kHalf ? b0 : _mm256_load_si256(reinterpret_cast<const __m256i*>(b16 + k * 32 + 16));
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        int32_t pair;
+        std::memcpy(&pair, a + i * lda + k * 4, sizeof(pair));  // two int16 activations
+        const __m256i av = _mm256_set1_epi32(pair);
+        madd_into(acc[i][0], av, b0);
+        if (!kHalf) madd_into(acc[i][1], av, b1);
+      }
     }
   }
 #pragma GCC unroll 8
@@ -131,33 +168,31 @@ __attribute__((noinline)) void tile_rows(int64_t cols, int64_t k_padded, const i
   }
 }
 
-using TileImpl = void (*)(int64_t, int64_t, const int16_t*, int64_t, const int16_t*, const Epilogue16&,
-                          const uint8_t*, uint8_t*, int64_t);
+using TileImpl = void (*)(int64_t, int64_t, const uint8_t*, int64_t, const int8_t*, const Epilogue16&, const uint8_t*,
+                          uint8_t*, int64_t);
 
-template <bool kHalf, int... Rs>
+template <bool kHalf, bool kSeven, int... Rs>
 TileImpl pick(int64_t rows, std::integer_sequence<int, Rs...>) {
   TileImpl out = nullptr;
-  ((out = rows == Rs + 1 ? &tile_rows<Rs + 1, kHalf> : out), ...);
+  ((out = rows == Rs + 1 ? &tile_rows<Rs + 1, kHalf, kSeven> : out), ...);
   return out;
 }
 
-// Up to kCallRows rows in runs of kRows, the epilogue's vectors set up once per call.
-// a: int16 rows from widen_rows, lda in bytes; b: one block of PackedConvWeights::packed16.
-void gemm_tile(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b8,
+// Up to kCallRows rows in runs of kRows, the epilogue's vectors set up once per call. kSeven = false:
+// a holds int16 rows from widen_rows and b one block of int16_blocks(); true: bytes and int8 blocks.
+template <bool kSeven>
+void gemm_tile(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b,
                int64_t /*b_stride*/, const TileEpilogue& e, uint8_t* y, int64_t ldy) {
   const Epilogue16 ep(e, 0);
-  const auto* b = reinterpret_cast<const int16_t*>(b8);
-  const auto* a16 = reinterpret_cast<const int16_t*>(a);
-  const int64_t lda16 = lda / static_cast<int64_t>(sizeof(int16_t));
   const bool half = cols <= 8;
-  const TileImpl full = half ? &tile_rows<kRows, true> : &tile_rows<kRows, false>;
+  const TileImpl full = half ? &tile_rows<kRows, true, kSeven> : &tile_rows<kRows, false, kSeven>;
   for (int64_t r = 0; r < rows; r += kRows) {
     const int64_t n = std::min<int64_t>(kRows, rows - r);
     const uint8_t* res = e.residual != nullptr ? e.residual + r * ldy : nullptr;
     const TileImpl tile = n == kRows ? full
-                          : half     ? pick<true>(n, std::make_integer_sequence<int, kRows>())
-                                     : pick<false>(n, std::make_integer_sequence<int, kRows>());
-    tile(cols, k_padded, a16 + r * lda16, lda16, b, ep, res, y + r * ldy, ldy);
+                          : half     ? pick<true, kSeven>(n, std::make_integer_sequence<int, kRows>())
+                                     : pick<false, kSeven>(n, std::make_integer_sequence<int, kRows>());
+    tile(cols, k_padded, a + r * lda, lda, b, ep, res, y + r * ldy, ldy);
   }
 }
 
@@ -272,15 +307,32 @@ bool depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w,
   return true;
 }
 
-GemmKernels make() {
-  GemmKernels k{gemm_tile, 16, {0, kCallRows, 0, 0, 0}, 4, 1, nullptr, nullptr, ymm::depthwise_pixel<DotAvx2>};
+GemmKernels make(bool seven_bit) {
+  GemmKernels k{seven_bit ? gemm_tile<true> : gemm_tile<false>,
+                16,
+                {0, kCallRows, 0, 0, 0},
+                4,
+                1,
+                nullptr,
+                nullptr,
+                ymm::depthwise_pixel<DotAvx2>};
   k.depthwise_rows = depthwise_rows;
-  k.widen_a = widen_rows;
-  k.b_int16 = true;
+  if (!seven_bit) {
+    k.widen_a = widen_rows;
+    k.b_int16 = true;
+  }
   return k;
 }
 
-const GemmKernels kKernels = make();
+const GemmKernels kSevenBitKernels = make(true);
+
+GemmKernels make_with_seven_bit() {
+  GemmKernels k = make(false);
+  k.seven_bit = &kSevenBitKernels;
+  return k;
+}
+
+const GemmKernels kKernels = make_with_seven_bit();
 
 }  // namespace
 
