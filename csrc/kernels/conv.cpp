@@ -280,17 +280,18 @@ const int8_t* gemm_weights(const GemmKernels& k, const PackedConvWeights& w) {
   return k.b_int16 ? reinterpret_cast<const int8_t*>(w.int16_blocks()) : reinterpret_cast<const int8_t*>(w.packed.data());
 }
 
-// True when every byte of x[0, n) is below 128.
-bool all_below_128(const uint8_t* x, int64_t n) {
+// True when the first k bytes of each of `rows` rows (at a + i * lda) are all below 128.
+bool rows_below_128(const uint8_t* a, int64_t rows, int64_t k, int64_t lda) {
   uint8_t any = 0;
-  for (int64_t i = 0; i < n; ++i) any |= x[i];  // vectorized by the compiler
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < k; ++j) any |= a[i * lda + j];  // vectorized by the compiler
+  }
   return any < 128;
 }
 
 void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
                const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end) {
   const int64_t k_eff = round_up(w.k, k.k_align);
-  const int64_t b_stride = w.k_alloc * 16 * (k.b_int16 ? static_cast<int64_t>(sizeof(int16_t)) : 1);
   // A 1x1 stride-1 convolution reads its rows straight from x when they are whole k-steps long.
   const bool direct = s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
                       s.pad_w == 0 && w.groups == 1 && s.in_c % k.k_align == 0;
@@ -308,7 +309,9 @@ void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights
   // stay in L2 (about 96 KiB) with the weights, in runs of the kernel's tile height.
   const int64_t row_block =
       k.widen_a == nullptr ? kRowBlock : std::clamp<int64_t>((96 * 1024 / (2 * k_eff)) / 6 * 6, 6, kRowBlock);
-  const int8_t* const packed = gemm_weights(k, w);
+  // 7-bit activations (the x86 preset's) may take other kernels (GemmKernels::seven_bit), chosen per
+  // block from its A rows: a value beyond the calibrated range sends only its blocks to k.
+  const bool may_narrow = k.seven_bit != nullptr && e.input_zero_point < 128;
   TileSession session(k);
   for (int64_t mb = m_begin; mb < m_end; mb += row_block) {
     const int64_t rows = std::min(row_block, m_end - mb);
@@ -323,15 +326,17 @@ void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights
         a = scratch.data();
         lda = k_eff;
       }
-      if (k.widen_a != nullptr) {
-        k.widen_a(rows, k_eff, a, lda, scratch16.data());
+      const GemmKernels& kb = may_narrow && rows_below_128(a, rows, k_eff, lda) ? *k.seven_bit : k;
+      if (kb.widen_a != nullptr) {
+        kb.widen_a(rows, k_eff, a, lda, scratch16.data());
         a = reinterpret_cast<const uint8_t*>(scratch16.data());
         lda = k_eff * static_cast<int64_t>(sizeof(int16_t));
       }
-      const int8_t* bg = packed + g * w.n_blocks * b_stride;
-      for_each_tile(k, s, w, pe, e, g, mb, rows, y,
+      const int64_t b_stride = w.k_alloc * 16 * (kb.b_int16 ? static_cast<int64_t>(sizeof(int16_t)) : 1);
+      const int8_t* bg = gemm_weights(kb, w) + g * w.n_blocks * b_stride;
+      for_each_tile(kb, s, w, pe, e, g, mb, rows, y,
                     [&](int64_t r, int64_t n, int64_t cols, int64_t n0, const TileEpilogue& te, uint8_t* out) {
-                      k.tile(n, cols, k_eff, a + r * lda, lda, bg + n0 / 16 * b_stride, b_stride, te, out, s.out_c);
+                      kb.tile(n, cols, k_eff, a + r * lda, lda, bg + n0 / 16 * b_stride, b_stride, te, out, s.out_c);
                     });
     }
   }
@@ -497,12 +502,6 @@ void conv2d_u8s8_nhwc_packed(const ConvShape& s, const PackedConvWeights& w, con
   } else if (w.depthwise) {
     depthwise_rows(*k, s, w, x, e, y, m_begin, m_end);
   } else {
-    // 7-bit activations (the x86 preset's) take the kernels that are exact only for them; the
-    // scan costs one pass over the input, small beside the convolution's k * out_c products each.
-    if (k->seven_bit != nullptr && e.input_zero_point < 128 &&
-        all_below_128(x, s.batch * s.in_h * s.in_w * s.in_c)) {
-      k = k->seven_bit;
-    }
     gemm_rows(*k, s, w, x, e, y, m_begin, m_end);
   }
 }

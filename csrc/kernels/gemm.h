@@ -96,8 +96,9 @@ struct GemmKernels {
   // The tiles read B as int16 k-pairs (PackedConvWeights::int16_blocks(): per 16-column block,
   // k_alloc / 2 groups of [16 columns][2 int16]); b and b_stride are then in that array, b_stride in bytes.
   bool b_int16 = false;
-  // Null, or kernels the driver may use instead when every activation byte and the input zero
-  // point are below 128 (AVX2: vpmaddubsw, whose int16 pair sums cannot saturate then).
+  // Null, or kernels the driver may use instead for a block of rows whose A bytes and input zero
+  // point are all below 128 (AVX2: vpmaddubsw, whose int16 pair sums cannot saturate then). Same
+  // max_cols, max_rows and k_align.
   const GemmKernels* seven_bit = nullptr;
 };
 
