@@ -309,9 +309,12 @@ void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights
   // stay in L2 (about 96 KiB) with the weights, in runs of the kernel's tile height.
   const int64_t row_block =
       k.widen_a == nullptr ? kRowBlock : std::clamp<int64_t>((96 * 1024 / (2 * k_eff)) / 6 * 6, 6, kRowBlock);
-  // 7-bit activations (the x86 preset's) may take other kernels (GemmKernels::seven_bit), chosen per
-  // block from its A rows: a value beyond the calibrated range sends only its blocks to k.
+  // 7-bit activations (the x86 preset's) may take other kernels (GemmKernels::seven_bit): all blocks
+  // when the whole input is below 128 (one pass over x), else chosen per block from its A rows, so
+  // that a value beyond the calibrated range sends only its blocks to k (a 3x3 im2col block holds
+  // each input byte up to 9 times: scanning blocks costs more than scanning x).
   const bool may_narrow = k.seven_bit != nullptr && e.input_zero_point < 128;
+  const bool all_narrow = may_narrow && rows_below_128(x, 1, s.batch * s.in_h * s.in_w * s.in_c, 0);
   TileSession session(k);
   for (int64_t mb = m_begin; mb < m_end; mb += row_block) {
     const int64_t rows = std::min(row_block, m_end - mb);
@@ -326,7 +329,7 @@ void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights
         a = scratch.data();
         lda = k_eff;
       }
-      const GemmKernels& kb = may_narrow && rows_below_128(a, rows, k_eff, lda) ? *k.seven_bit : k;
+      const GemmKernels& kb = all_narrow || (may_narrow && rows_below_128(a, rows, k_eff, lda)) ? *k.seven_bit : k;
       if (kb.widen_a != nullptr) {
         kb.widen_a(rows, k_eff, a, lda, scratch16.data());
         a = reinterpret_cast<const uint8_t*>(scratch16.data());
