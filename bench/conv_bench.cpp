@@ -20,7 +20,10 @@ using tqx::kernels::Isa;
 double vnni_peak() { return tqx::kernels::isa_supported(Isa::kAVX512VNNI) ? tqx::bench::vpdpbusd_peak_gmacs() : 0.0; }
 
 // The peak of the path being measured when it runs without VNNI (the AVX2 tiles).
-double avx2_peak() { return tqx::kernels::isa_supported(Isa::kAVX2) ? tqx::bench::vpmaddwd_peak_gmacs() : 0.0; }
+double avx2_peak(bool seven_bit) {
+  if (!tqx::kernels::isa_supported(Isa::kAVX2)) return 0.0;
+  return seven_bit ? tqx::bench::vpmaddubsw_peak_gmacs() : tqx::bench::vpmaddwd_peak_gmacs();
+}
 
 double amx_peak() {
   static const double p = tqx::kernels::isa_supported(Isa::kAMX) ? tqx::bench::tdpbusd_peak_gmacs() : 0.0;
@@ -60,7 +63,7 @@ void BM_ConvBits(benchmark::State& state, Isa isa, bool seven_bit) {
   }
   if (amx_peak() > 0) state.counters["amx_peak_GMAC/s"] = amx_peak();
   if (isa == Isa::kAVX2) {
-    const double p2 = avx2_peak();
+    const double p2 = avx2_peak(seven_bit);
     state.counters["avx2_peak_GMAC/s"] = p2;
     if (p2 > 0) {
       state.counters["of_avx2_peak"] =

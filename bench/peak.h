@@ -18,6 +18,8 @@ inline double thread_seconds() {
 double vpdpbusd_peak_gmacs();
 // GMAC/s of a loop of independent vpmaddwd + vpaddd (ymm) pairs: the exact int8 peak without VNNI.
 double vpmaddwd_peak_gmacs();
+// GMAC/s of vpmaddubsw + vpmaddwd + vpaddd groups (ymm): the 7-bit AVX2 peak.
+double vpmaddubsw_peak_gmacs();
 // GMAC/s of a loop of independent AMX tdpbusd instructions.
 double tdpbusd_peak_gmacs();
 
