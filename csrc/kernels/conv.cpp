@@ -353,7 +353,23 @@ void depthwise_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWe
     te.residual = e.residual;
     const DepthwiseShape ds{s.in_h,     s.in_w,     s.in_c,  s.out_h, s.out_w,      s.kernel_h,  s.kernel_w,
                             s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dilation_h, s.dilation_w};
-    if (k.depthwise_rows(ds, x, reinterpret_cast<const int16_t*>(w.packed.data()), te, y, m_begin, m_end)) return;
+    const auto* wp = reinterpret_cast<const int16_t*>(w.packed.data());
+    // 7-bit activations may take the narrow kernels' depthwise (AVX2: vpmaddubsw) when every input
+    // row this call reads is below 128; it declines what it does not take (a residual, say).
+    if (k.seven_bit != nullptr && k.seven_bit->depthwise_rows != nullptr && e.input_zero_point < 128) {
+      const int64_t plane = s.out_h * s.out_w;
+      const int64_t n0 = m_begin / plane, n1 = (m_end - 1) / plane;
+      const int64_t r0 = std::max<int64_t>(0, m_begin % plane / s.out_w * s.stride_h - s.pad_h);
+      const int64_t r1 = std::min<int64_t>(
+          s.in_h, (m_end - 1) % plane / s.out_w * s.stride_h - s.pad_h + (s.kernel_h - 1) * s.dilation_h + 1);
+      const int64_t row = s.in_w * s.in_c;
+      const uint8_t* first = x + (n0 * s.in_h + r0) * row;
+      const uint8_t* last = x + (n1 * s.in_h + std::max(r1, int64_t{0})) * row;
+      if (last <= first || rows_below_128(first, 1, last - first, 0)) {
+        if (k.seven_bit->depthwise_rows(ds, x, wp, te, y, m_begin, m_end)) return;
+      }
+    }
+    if (k.depthwise_rows(ds, x, wp, te, y, m_begin, m_end)) return;
     te.residual = nullptr;
   }
   const int64_t taps = s.kernel_h * s.kernel_w;

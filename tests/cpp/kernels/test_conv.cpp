@@ -200,23 +200,24 @@ TEST(ConvSimd, BitExactWithReferenceOnEveryIsa) {
   }
 }
 
-// 7-bit activations (the x86 preset's) take the AVX2 vpmaddubsw tiles; the extremes 127 x -128 and
-// 127 x 127 are where those pair sums come closest to int16's range. One byte of 128 anywhere, or an
-// input zero point of 128, must send the call back to the exact int16 tiles.
+// 7-bit activations (the x86 preset's) take the AVX2 vpmaddubsw tiles and depthwise kernel; the
+// extremes 127 x -128 and 127 x 127 are where those pair sums come closest to int16's range. One
+// byte of 128 anywhere, or an input zero point of 128, must send the call back to the exact int16
+// kernels; so must a residual (the 7-bit depthwise kernel has none).
 TEST(ConvSimd, SevenBitActivationsAreBitExactWithReference) {
   uint32_t seed = 101;
   for (const SimdCase& t : simd_cases()) {
-    if (t.groups == t.c && t.groups > 1) continue;  // depthwise has no 7-bit path
     ConvData d = make_conv(t, seed++);
     for (size_t i = 0; i < d.x.size(); ++i) d.x[i] = i % 5 == 0 ? 127 : static_cast<uint8_t>(d.x[i] & 0x7F);
     const kernels::PackedConvWeights p =
         kernels::pack_conv_weights(d.w.data(), t.oc, t.kh, t.kw, t.c / t.groups, t.groups);
     const int64_t m = d.s.batch * d.s.out_h * d.s.out_w;
-    for (int variant = 0; variant < 4; ++variant) {
+    for (int variant = 0; variant < 5; ++variant) {
       ConvData v = d;
       if (variant == 3) v.x[v.x.size() / 2] = 128;
-      const int32_t xz = variant == 0 ? 0 : variant == 1 ? 127 : variant == 2 ? 128 : 64;
-      kernels::ConvEpilogue e{xz, v.mult.data(), v.bias.data(), 128, 0, 255};
+      const int32_t xz = variant == 0 ? 0 : variant == 1 || variant == 4 ? 127 : variant == 2 ? 128 : 64;
+      // Variant 4: a ReLU clamp (qmin = the zero point), so the lower clamp is not left to the packs.
+      kernels::ConvEpilogue e{xz, v.mult.data(), v.bias.data(), 128, variant == 4 ? 128 : 0, 255};
       if (variant == 1) {
         e.residual = v.residual.data();
         e.residual_multiplier = 0.5f;
@@ -234,10 +235,20 @@ TEST(ConvSimd, SevenBitActivationsAreBitExactWithReference) {
 }
 
 TEST(ConvSimd, AnySplitOfThePixelsGivesTheSameBytes) {
-  // A dense convolution and a depthwise one (whose kernel walks runs of inner windows per row).
-  for (const SimdCase& t :
-       {SimdCase{2, 11, 9, 24, 40, 3, 3, 1, 1, 1, 1}, SimdCase{2, 11, 9, 24, 24, 3, 3, 1, 1, 1, 24}}) {
-    const ConvData d = make_conv(t, 3);
+  // A dense convolution and depthwise ones (whose kernels walk runs of inner windows per row); with
+  // 7-bit inputs they take the AVX2 vpmaddubsw kernels, which check the input rows of each part.
+  struct SplitCase {
+    SimdCase t;
+    bool seven;
+  };
+  for (const auto& [t, seven] :
+       {SplitCase{{2, 11, 9, 24, 40, 3, 3, 1, 1, 1, 1}, false}, SplitCase{{2, 11, 9, 24, 24, 3, 3, 1, 1, 1, 24}, false},
+        SplitCase{{2, 11, 9, 24, 24, 3, 3, 1, 1, 1, 24}, true}, SplitCase{{2, 10, 9, 40, 40, 5, 5, 2, 2, 1, 40}, true},
+        SplitCase{{1, 9, 9, 48, 48, 3, 3, 2, 1, 1, 48}, true}}) {
+    ConvData d = make_conv(t, 3);
+    if (seven) {
+      for (auto& b : d.x) b &= 0x7F;
+    }
     const auto p = kernels::pack_conv_weights(d.w.data(), t.oc, t.kh, t.kw, t.c / t.groups, t.groups);
     const kernels::ConvEpilogue e{77, d.mult.data(), d.bias.data(), 128, 0, 255};
     const std::vector<uint8_t> ref = run_reference(d, e);
@@ -248,7 +259,8 @@ TEST(ConvSimd, AnySplitOfThePixelsGivesTheSameBytes) {
         for (int64_t i = 0; i < parts; ++i) {
           kernels::conv2d_u8s8_nhwc_packed(d.s, p, d.x.data(), e, y.data(), m * i / parts, m * (i + 1) / parts, isa);
         }
-        ASSERT_EQ(y, ref) << kernels::isa_name(isa) << " groups=" << t.groups << " parts=" << parts;
+        ASSERT_EQ(y, ref) << kernels::isa_name(isa) << " groups=" << t.groups << " parts=" << parts
+                          << " seven_bit=" << seven;
       }
     }
   }

@@ -287,6 +287,213 @@ void depthwise_rows_taps(const DepthwiseShape& s, const uint8_t* x, const int16_
   }
 }
 
+// Depthwise 3x3 / 5x5 for 7-bit activations (every input byte and the input zero point below 128;
+// the driver checks): vpmaddubsw on quads of taps. Four taps of 32 channels are interleaved per
+// channel with in-lane shuffles only (vpunpck{l,h}bw of two tap pairs, then vpunpck{l,h}wd), giving
+// four vectors of 8 channels x (t0, t1, t2, t3) bytes; vpmaddubsw against the quad's weights adds
+// the pairs (t0, t1) and (t2, t3) in int16 (exact: |2 * 127 * 128| < 32768) and vpmaddwd by ones
+// adds the two into the channel's int32 lane. The last tap (9 and 25 taps leave one) is
+// zero-extended to int32 by the same shuffles against zero and multiplied by vpmaddwd against
+// (w, 0) pairs. Per 32 channels and 4 taps: 4 loads, 8 shuffles and 12 multiply-adds, against
+// the int16 kernel's 4 loads, 8 shuffles (4 of them lane-crossing vpmovzxbw) and 16. The
+// accumulators hold channels {0-3, 16-19}, {4-7, 20-23}, {8-11, 24-27}, {12-15, 28-31} of the
+// block: the weights and the epilogue's vectors are laid out to match, and the two vpackssdw and
+// the vpackuswb of the epilogue put the 32 bytes back in channel order (no vpermd).
+struct Dw7Layout {
+  int64_t blocks;     // of 32 channels; with 32 or more channels the last starts at c - 32 (it
+                      // overlaps the one before and writes some bytes again, rather than taking
+                      // the slower path of a partial block)
+  const int8_t* wq;   // [block][quad][4 vectors][32 bytes]
+  const int16_t* wl;  // the last tap: [block][4 vectors][8 x (w, 0)]
+  const int32_t* zcs;  // [block][4 vectors][8]: input zero point x column sums
+  const float* mult;   // [block][4 vectors][8]
+  const float* bias;   // [block][4 vectors][8]
+};
+
+// Channel of lane element i (0..7) of accumulator vector j (0..3) in a 32-channel block.
+inline int64_t dw7_channel(int j, int i) { return 4 * j + (i / 4) * 16 + i % 4; }
+
+// The first channel of block blk (see Dw7Layout::blocks).
+inline int64_t dw7_block_start(int64_t blk, int64_t c) { return c >= 32 ? std::min(blk * 32, c - 32) : 0; }
+
+// kFull: the 32-byte loads may pass the block's nc channels (not the input's end); the store
+// writes nc bytes either way.
+template <int T, bool kFull, bool kByPack, class Tap>
+inline void dw7_pixel(const Tap& tap, const Dw7Layout& L, int64_t blk, const Epilogue16& ep, uint8_t* out,
+                      int64_t nc) {
+  constexpr int kQuads = T / 4;
+  static_assert(T % 4 == 1, "one tap left after the quads");
+  const __m256i ones = _mm256_set1_epi16(1), zero = _mm256_setzero_si256();
+  auto load = [&](int t) {
+    if (kFull) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tap(t)));
+    alignas(32) uint8_t tmp[32] = {};  // channels past the last multiply zero weights
+    std::memcpy(tmp, tap(t), static_cast<size_t>(nc));
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(tmp));
+  };
+  __m256i acc[4] = {zero, zero, zero, zero};
+  const auto* wq = reinterpret_cast<const __m256i*>(L.wq) + blk * kQuads * 4;
+#pragma GCC unroll 8
+  for (int g = 0; g < kQuads; ++g) {
+    const __m256i x0 = load(4 * g), x1 = load(4 * g + 1), x2 = load(4 * g + 2), x3 = load(4 * g + 3);
+    const __m256i a_lo = _mm256_unpacklo_epi8(x0, x1), a_hi = _mm256_unpackhi_epi8(x0, x1);
+    const __m256i b_lo = _mm256_unpacklo_epi8(x2, x3), b_hi = _mm256_unpackhi_epi8(x2, x3);
+    const __m256i q[4] = {_mm256_unpacklo_epi16(a_lo, b_lo), _mm256_unpackhi_epi16(a_lo, b_lo),
+                          _mm256_unpacklo_epi16(a_hi, b_hi), _mm256_unpackhi_epi16(a_hi, b_hi)};
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      acc[j] = _mm256_add_epi32(
+          acc[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q[j], _mm256_load_si256(wq + g * 4 + j)), ones));
+    }
+  }
+  {
+    const __m256i xl = load(T - 1);
+    const __m256i z_lo = _mm256_unpacklo_epi8(xl, zero), z_hi = _mm256_unpackhi_epi8(xl, zero);
+    const __m256i r[4] = {_mm256_unpacklo_epi16(z_lo, zero), _mm256_unpackhi_epi16(z_lo, zero),
+                          _mm256_unpacklo_epi16(z_hi, zero), _mm256_unpackhi_epi16(z_hi, zero)};
+    const auto* wl = reinterpret_cast<const __m256i*>(L.wl) + blk * 4;
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(r[j], _mm256_load_si256(wl + j)));
+  }
+  __m256i q[4];
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    const int64_t at = (blk * 4 + j) * 8;
+    __m256 v = _mm256_cvtepi32_ps(
+        _mm256_sub_epi32(acc[j], _mm256_load_si256(reinterpret_cast<const __m256i*>(L.zcs + at))));
+    v = _mm256_add_ps(_mm256_mul_ps(v, _mm256_load_ps(L.mult + at)), _mm256_load_ps(L.bias + at));
+    v = kByPack ? _mm256_min_ps(ep.hi, v) : _mm256_min_ps(_mm256_max_ps(v, ep.lo), ep.hi);
+    q[j] = _mm256_cvtps_epi32(v);
+  }
+  const __m256i p01 = _mm256_adds_epi16(_mm256_packs_epi32(q[0], q[1]), ep.yz16);  // channels 0-7 | 16-23
+  const __m256i p23 = _mm256_adds_epi16(_mm256_packs_epi32(q[2], q[3]), ep.yz16);  // 8-15 | 24-31
+  const __m256i bytes = _mm256_packus_epi16(p01, p23);                                // 0-15 | 16-31
+  if (nc == 32) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), bytes);
+  } else {
+    alignas(32) uint8_t tmp[32];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), bytes);
+    std::memcpy(out, tmp, static_cast<size_t>(nc));
+  }
+}
+
+// Output pixels [m_begin, m_end) in segments of up to 16 of one output row (depthwise_segment),
+// 32-channel blocks outer within a segment. No residual (the driver keeps those on the int16 kernel).
+template <int T, bool kByPack>
+void depthwise7_taps(const DepthwiseShape& s, const uint8_t* x, const Dw7Layout& L, const TileEpilogue& e, uint8_t* y,
+                     int64_t m_begin, int64_t m_end) {
+  const int64_t c = s.channels;
+  const DepthwiseGeometry g = depthwise_geometry(s);
+  int64_t off[T];
+  std::copy(g.off, g.off + T, off);
+  // Padding taps read this row; 32 bytes past the channels, since a block reads 32.
+  const std::vector<uint8_t> zero_row(static_cast<size_t>(L.blocks * 32), static_cast<uint8_t>(e.input_zero_point));
+  // The last image this call reads ends here: a last block's 32-byte loads must not pass it.
+  const int64_t plane = s.out_h * s.out_w;
+  const uint8_t* const x_end = x + ((m_end - 1) / plane + 1) * s.in_h * s.in_w * c;
+  const int64_t step = s.stride_w * c;
+  const Epilogue16 ep(e, 0);  // only its clamp and zero-point vectors: the per-channel ones are in L
+  const uint8_t* p[kDepthwiseSegment][kDepthwiseRowsMaxTaps];
+  for (int64_t m = m_begin; m < m_end;) {
+    const DepthwiseSegment seg = depthwise_segment(s, g, x, zero_row.data(), m, m_end, p);
+    for (int64_t blk = 0; blk < L.blocks; ++blk) {
+      const int64_t c0 = dw7_block_start(blk, c), nc = std::min<int64_t>(32, c - c0);
+      uint8_t* const yseg = y + m * c + c0;
+      if (nc == 32) {
+        for (int64_t j = 0; j < seg.in_lo; ++j) {
+          dw7_pixel<T, true, kByPack>([&](int t) { return p[j][t] + c0; }, L, blk, ep, yseg + j * c, 32);
+        }
+        for (int64_t j = seg.in_lo; j < seg.in_hi; ++j) {
+          const uint8_t* const b = seg.base + j * step + c0;
+          dw7_pixel<T, true, kByPack>([&](int t) { return b + off[t]; }, L, blk, ep, yseg + j * c, 32);
+        }
+        for (int64_t j = seg.in_hi; j < seg.count; ++j) {
+          dw7_pixel<T, true, kByPack>([&](int t) { return p[j][t] + c0; }, L, blk, ep, yseg + j * c, 32);
+        }
+        continue;
+      }
+      // A last block of fewer channels: its 32-byte loads may pass them, but not the input's end.
+      for (int64_t j = 0; j < seg.count; ++j) {
+        const bool inner = j >= seg.in_lo && j < seg.in_hi;
+        const uint8_t* const b = seg.base + j * step + c0;
+        auto tap = [&](int t) { return inner ? b + off[t] : p[j][t] + c0; };
+        bool safe = true;
+        for (int t = 0; t < T; ++t) {
+          const uint8_t* q = tap(t);
+          safe &= q + 32 <= x_end || (q >= zero_row.data() && q + 32 <= zero_row.data() + zero_row.size());
+        }
+        if (safe) {
+          dw7_pixel<T, true, kByPack>(tap, L, blk, ep, yseg + j * c, nc);
+        } else {
+          dw7_pixel<T, false, kByPack>(tap, L, blk, ep, yseg + j * c, nc);
+        }
+      }
+    }
+    m += seg.count;
+  }
+}
+
+// Builds the per-call layout (weights by quads, epilogue vectors in the accumulators' channel
+// order) in a thread's scratch, then runs the kernel.
+template <int T>
+void depthwise7(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
+                int64_t m_begin, int64_t m_end) {
+  constexpr int kQuads = T / 4;
+  const int64_t c = s.channels, cp = (c + 15) / 16 * 16, blocks = (c + 31) / 32;
+  auto tap_weight = [&](int64_t t, int64_t ch) -> int16_t {  // w: [tap / 2][cp][2] int16 pairs
+    return ch < c ? w[((t / 2) * cp + ch) * 2 + t % 2] : int16_t{0};
+  };
+  thread_local std::vector<uint8_t> scratch;
+  const int64_t wq_bytes = blocks * kQuads * 4 * 32, wl_bytes = blocks * 4 * 32, vec_bytes = blocks * 4 * 32;
+  const size_t need = static_cast<size_t>(wq_bytes + wl_bytes + 3 * vec_bytes + 32);
+  if (scratch.size() < need) scratch.resize(need);
+  uint8_t* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(scratch.data()) + 31) & ~uintptr_t{31});
+  auto* wq = reinterpret_cast<int8_t*>(base);
+  auto* wl = reinterpret_cast<int16_t*>(base + wq_bytes);
+  auto* zcs = reinterpret_cast<int32_t*>(base + wq_bytes + wl_bytes);
+  auto* mult = reinterpret_cast<float*>(base + wq_bytes + wl_bytes + vec_bytes);
+  auto* bias = reinterpret_cast<float*>(base + wq_bytes + wl_bytes + 2 * vec_bytes);
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    for (int j = 0; j < 4; ++j) {
+      for (int i = 0; i < 8; ++i) {
+        const int64_t ch = dw7_block_start(blk, c) + dw7_channel(j, i);
+        for (int q = 0; q < kQuads; ++q) {
+          for (int k = 0; k < 4; ++k) {
+            wq[((blk * kQuads + q) * 4 + j) * 32 + i * 4 + k] = static_cast<int8_t>(tap_weight(4 * q + k, ch));
+          }
+        }
+        wl[(blk * 4 + j) * 16 + 2 * i] = tap_weight(T - 1, ch);
+        wl[(blk * 4 + j) * 16 + 2 * i + 1] = 0;
+        const int64_t at = (blk * 4 + j) * 8 + i;
+        const bool real = ch < c;
+        zcs[at] = real ? e.input_zero_point * e.col_sums[ch] : 0;
+        mult[at] = real ? e.multiplier[ch] : 0.0f;
+        bias[at] = real ? e.bias[ch] : 0.0f;
+      }
+    }
+  }
+  const Dw7Layout L{blocks, wq, wl, zcs, mult, bias};
+  if (e.lo == -static_cast<float>(e.output_zero_point)) {
+    depthwise7_taps<T, true>(s, x, L, e, y, m_begin, m_end);
+  } else {
+    depthwise7_taps<T, false>(s, x, L, e, y, m_begin, m_end);
+  }
+}
+
+// The 7-bit kernels' depthwise_rows: 3x3 and 5x5 without a residual.
+bool depthwise_rows7(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
+                     int64_t m_begin, int64_t m_end) {
+  if (e.residual != nullptr || e.input_zero_point >= 128) return false;
+  const int64_t taps = s.kernel_h * s.kernel_w;
+  if (taps == 9) {
+    depthwise7<9>(s, x, w, e, y, m_begin, m_end);
+  } else if (taps == 25) {
+    depthwise7<25>(s, x, w, e, y, m_begin, m_end);
+  } else {
+    return false;
+  }
+  return true;
+}
+
 struct DotAvx2 {
   static __m256i dot_pairs(__m256i acc, __m256i x, __m256i w) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(x, w));
@@ -316,7 +523,7 @@ GemmKernels make(bool seven_bit) {
                 nullptr,
                 nullptr,
                 ymm::depthwise_pixel<DotAvx2>};
-  k.depthwise_rows = depthwise_rows;
+  k.depthwise_rows = seven_bit ? depthwise_rows7 : depthwise_rows;
   if (!seven_bit) {
     k.widen_a = widen_rows;
     k.b_int16 = true;
