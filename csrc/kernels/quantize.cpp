@@ -1,6 +1,8 @@
 // Parameter helpers and the run-time dispatch ladder of the quantize family.
 #include "kernels/quantize.h"
 
+#include <algorithm>
+
 namespace tqx::kernels {
 
 AffineParams make_affine_params(float scale, int32_t zero_point, int32_t qmin, int32_t qmax) {
@@ -23,5 +25,31 @@ const QuantizeKernels& quantize_kernels_for(Isa isa) {
 }
 
 const QuantizeKernels& quantize_kernels() { return quantize_kernels_for(active_isa()); }
+
+void f32_planes_to_u8_pixels(const QuantizeKernels& k, int64_t channels, int64_t hw, const float* x, uint8_t* y,
+                             int64_t p_begin, int64_t p_end, const AffineParams& p) {
+  constexpr int64_t kBlock = 256;  // pixels per block: the buffer stays in L1 for any channel count up to 64
+  constexpr int64_t kMaxChannels = 64;
+  uint8_t buf[kMaxChannels * kBlock];
+  for (int64_t c0 = 0; c0 < channels; c0 += kMaxChannels) {  // more channels: in groups (rare: images have 1-4)
+    const int64_t nc = std::min(kMaxChannels, channels - c0);
+    for (int64_t b = p_begin; b < p_end; b += kBlock) {
+      const int64_t n = std::min(kBlock, p_end - b);
+      for (int64_t c = 0; c < nc; ++c) k.f32_u8_quantize(n, x + (c0 + c) * hw + b, buf + c * kBlock, p);
+      uint8_t* out = y + b * channels + c0;
+      if (nc == 3) {  // RGB: the common case, unrolled
+        for (int64_t i = 0; i < n; ++i, out += channels) {
+          out[0] = buf[i];
+          out[1] = buf[kBlock + i];
+          out[2] = buf[2 * kBlock + i];
+        }
+      } else {
+        for (int64_t i = 0; i < n; ++i, out += channels) {
+          for (int64_t c = 0; c < nc; ++c) out[c] = buf[c * kBlock + i];
+        }
+      }
+    }
+  }
+}
 
 }  // namespace tqx::kernels

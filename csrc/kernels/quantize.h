@@ -41,6 +41,15 @@ struct QuantizeKernels {
                             const AffineParams& p);
 };
 
+// Float planes to uint8 pixels (an NCHW image quantized straight into NHWC): pixels [p_begin,
+// p_end) of `channels` planes of hw floats (plane c at x + c * hw) are quantized with k's
+// f32_u8_quantize, pixel i's channels going to y[i * channels ...]. Blocks of pixels are quantized
+// per plane into a small buffer and interleaved from there, so the float input is read once and in
+// order (a layout copy first, as at::Tensor::contiguous(ChannelsLast) does, cost several times the
+// quantize itself).
+void f32_planes_to_u8_pixels(const QuantizeKernels& k, int64_t channels, int64_t hw, const float* x, uint8_t* y,
+                             int64_t p_begin, int64_t p_end, const AffineParams& p);
+
 // The scalar reference: the test oracle and the fallback of every dispatch ladder.
 const QuantizeKernels& quantize_kernels_scalar();
 // Per-ISA tables; null when this build has no such code.

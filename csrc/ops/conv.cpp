@@ -239,10 +239,26 @@ at::Tensor quantize_nhwc(const at::Tensor& input, double scale, int64_t zero_poi
   check_scale(op, scale);
   check_zero_point(op, zero_point, 0, 255);
   const auto fmt = input.dim() == 4 ? c10::MemoryFormat::ChannelsLast : c10::MemoryFormat::Contiguous;
-  const at::Tensor x = input.contiguous(fmt);
-  at::Tensor y = at::_empty_affine_quantized(x.sizes(), x.options().dtype(c10::kQUInt8), scale, zero_point, fmt);
   const kernels::AffineParams p = affine(scale, zero_point, 0, 255);
   const auto& k = kernels::quantize_kernels();
+  if (input.dim() == 4 && input.size(1) > 1 && !input.is_contiguous(fmt)) {
+    // NCHW (the usual image batch): quantized straight into NHWC, without a float layout copy.
+    const at::Tensor x = input.contiguous();
+    at::Tensor y = at::_empty_affine_quantized(x.sizes(), x.options().dtype(c10::kQUInt8), scale, zero_point, fmt);
+    const int64_t c = x.size(1), hw = x.size(2) * x.size(3);
+    const float* src = x.data_ptr<float>();
+    auto* dst = reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>());
+    parallel_chunks(x.size(0) * hw, [&](int64_t b, int64_t e) {
+      while (b < e) {  // per image: its planes are apart
+        const int64_t n = b / hw, end = std::min(e, (n + 1) * hw);
+        kernels::f32_planes_to_u8_pixels(k, c, hw, src + n * c * hw, dst + n * hw * c, b - n * hw, end - n * hw, p);
+        b = end;
+      }
+    });
+    return y;
+  }
+  const at::Tensor x = input.contiguous(fmt);
+  at::Tensor y = at::_empty_affine_quantized(x.sizes(), x.options().dtype(c10::kQUInt8), scale, zero_point, fmt);
   const float* src = x.data_ptr<float>();
   auto* dst = reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>());
   parallel_chunks(x.numel(), [&](int64_t b, int64_t e) { k.f32_u8_quantize(e - b, src + b, dst + b, p); });

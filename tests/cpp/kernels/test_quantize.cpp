@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "kernels/quantize.h"
@@ -149,6 +150,39 @@ TEST(QuantizeSimd, F32ToS32BitExact) {
   const std::vector<AffineParams> p = {kernels::make_affine_params(1e-3f, 0, INT32_MIN, INT32_MAX),
                                        kernels::make_affine_params(1e-9f, 17, INT32_MIN, INT32_MAX)};
   expect_quantize_matches<int32_t>(p, [](const QuantizeKernels& k) { return k.f32_s32_quantize; });
+}
+
+// An NCHW image quantized straight into NHWC: each byte is the reference quantize of its float,
+// at its channels-last place, for any channel count (1, RGB, more than a block holds), any pixel
+// range (block tails, a range starting mid-image) and every table.
+TEST(QuantizeSimd, PlanesToPixelsIsTheReferenceQuantizeTransposed) {
+  const QuantizeKernels& ref = kernels::quantize_kernels_scalar();
+  std::vector<const QuantizeKernels*> tables = {&ref};
+  for (const Variant& v : simd_variants()) {
+    if (v.table != nullptr && kernels::isa_supported(v.isa)) tables.push_back(v.table);
+  }
+  const AffineParams p = kernels::make_affine_params(0.05f, 128, 0, 255);
+  for (int64_t channels : {1, 3, 5, 70}) {
+    const int64_t hw = 601;
+    const auto x = testing::stress_values(channels * hw, p.scale, static_cast<uint32_t>(channels));
+    std::vector<uint8_t> want(channels * hw);
+    for (int64_t c = 0; c < channels; ++c) {
+      std::vector<uint8_t> plane(hw);
+      ref.f32_u8_quantize(hw, x.data() + c * hw, plane.data(), p);
+      for (int64_t i = 0; i < hw; ++i) want[i * channels + c] = plane[i];
+    }
+    for (const QuantizeKernels* k : tables) {
+      for (const auto& [b, e] : {std::pair<int64_t, int64_t>{0, hw}, {0, 256}, {37, 600}, {300, 601}}) {
+        std::vector<uint8_t> got(channels * hw, 0x5A);
+        kernels::f32_planes_to_u8_pixels(*k, channels, hw, x.data(), got.data(), b, e, p);
+        for (int64_t i = 0; i < channels * hw; ++i) {
+          const bool inside = i / channels >= b && i / channels < e;
+          ASSERT_EQ(got[i], inside ? want[i] : 0x5A) << "channels=" << channels << " range=[" << b << ", " << e
+                                                     << ") at " << i << " isa=" << kernels::isa_name(k->isa);
+        }
+      }
+    }
+  }
 }
 
 template <typename Q, typename Get>
