@@ -126,13 +126,20 @@ void im2col(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x, in
   const bool spans = s.groups == 1 && s.dilation_w == 1;
   const int64_t span_h = (s.kernel_h - 1) * s.dilation_h, span_w = (s.kernel_w - 1) * s.dilation_w;
   const int64_t row_step = s.dilation_h * s.in_w * s.in_c;
+  const uint8_t* const x_end = x + s.batch * s.in_h * s.in_w * s.in_c;
   int64_t n = m / (s.out_h * s.out_w), oh = m / s.out_w % s.out_h, ow = m % s.out_w;
   for (int64_t r = 0; r < rows; ++r) {
     uint8_t* dst = out + r * k_eff;
     const int64_t ih0 = oh * s.stride_h - s.pad_h, iw0 = ow * s.stride_w - s.pad_w;
     if (spans && ih0 >= 0 && ih0 + span_h < s.in_h && iw0 >= 0 && iw0 + span_w < s.in_w) {
       const uint8_t* src = x + ((n * s.in_h + ih0) * s.in_w + iw0) * s.in_c;
-      if (span >= 16 && span <= 32) {  // the stem's 7 x 3 channels: two overlapping 16-byte moves
+      if (span < 16 && k_eff >= 16 && src + (s.kernel_h - 1) * row_step + 16 <= x_end) {
+        // Short kernel rows (mobilenet's 3x3 stem: 9 bytes): one 16-byte move each, in order, so
+        // that each overwrites the bytes the one before wrote past its row. The last one's reach
+        // past this pixel's k bytes (under 16) is overwritten by the zero padding below and the next
+        // pixel, or lands in the slack of `out` (gemm_rows allocates a row of k_eff >= 16 beyond the block).
+        for (int64_t kh = 0; kh < s.kernel_h; ++kh, dst += span, src += row_step) __builtin_memcpy(dst, src, 16);
+      } else if (span >= 16 && span <= 32) {  // the stem's 7 x 3 channels: two overlapping 16-byte moves
         for (int64_t kh = 0; kh < s.kernel_h; ++kh, dst += span, src += row_step) {
           __builtin_memcpy(dst, src, 16);
           __builtin_memcpy(dst + span - 16, src + span - 16, 16);
