@@ -53,13 +53,14 @@ inline void madd_into(__m256i& acc, __m256i a, __m256i b) {
 // left to the saturating packs: a NaN survives min(hi, v), converts to INT32_MIN and packs to 0,
 // as does anything below -zp, so the bytes are those of the reference.
 struct Epilogue16 {
-  __m256i zcs[2], rz, yz16;
+  __m256i zcs[2], nzcs[2], rz, yz16;
   __m256 mult[2], bias[2], lo, hi, rmult;
   bool lower_by_pack;
   Epilogue16(const TileEpilogue& e, int64_t c0) {
     const __m256i xz = _mm256_set1_epi32(e.input_zero_point);
     for (int h = 0; h < 2; ++h) {
       zcs[h] = _mm256_mullo_epi32(xz, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.col_sums + c0 + 8 * h)));
+      nzcs[h] = _mm256_sub_epi32(_mm256_setzero_si256(), zcs[h]);
       mult[h] = _mm256_loadu_ps(e.multiplier + c0 + 8 * h);
       bias[h] = _mm256_loadu_ps(e.bias + c0 + 8 * h);
     }
@@ -74,6 +75,12 @@ struct Epilogue16 {
   __m256i apply(__m256i acc, int h, const uint8_t* residual) const {
     __m256 v = ymm::requantize8_value(acc, zcs[h], mult[h], bias[h], residual, rz, rmult);
     // max first where it is needed: max(NaN, lo) = lo, as the reference.
+    v = lower_by_pack ? _mm256_min_ps(hi, v) : _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+    return _mm256_cvtps_epi32(v);
+  }
+  // apply() for accumulators that started at nzcs[h] rather than 0 (the GEMM tiles): no subtraction.
+  __m256i apply_started(__m256i acc, int h, const uint8_t* residual) const {
+    __m256 v = ymm::requantize8_value(acc, _mm256_setzero_si256(), mult[h], bias[h], residual, rz, rmult);
     v = lower_by_pack ? _mm256_min_ps(hi, v) : _mm256_min_ps(_mm256_max_ps(v, lo), hi);
     return _mm256_cvtps_epi32(v);
   }
@@ -112,9 +119,10 @@ template <int R, bool kHalf, bool kSeven>
 __attribute__((noinline)) void tile_rows(int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda,
                                          const int8_t* b, const Epilogue16& ep, const uint8_t* residual, uint8_t* y,
                                          int64_t ldy) {
+  // The accumulators start at -x_zp * column sum (Epilogue16::apply_started: no subtraction after).
   __m256i acc[R][2];
 #pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+  for (int i = 0; i < R; ++i) acc[i][0] = ep.nzcs[0], acc[i][1] = ep.nzcs[1];
   if constexpr (kSeven) {
     const __m256i& ones = *reinterpret_cast<const __m256i*>(kOnes16);
     for (int64_t k = 0; k < k_padded / 4; ++k) {
@@ -156,7 +164,8 @@ __attribute__((noinline)) void tile_rows(int64_t cols, int64_t k_padded, const u
         res = res_tmp;
       }
     }
-    const __m128i bytes = ep.pack(ep.apply(acc[i][0], 0, res), ep.apply(acc[i][1], 1, res ? res + 8 : nullptr));
+    const __m128i bytes =
+        ep.pack(ep.apply_started(acc[i][0], 0, res), ep.apply_started(acc[i][1], 1, res ? res + 8 : nullptr));
     uint8_t* out = y + i * ldy;
     if (cols >= 16) {
       _mm_storeu_si128(reinterpret_cast<__m128i*>(out), bytes);
@@ -305,7 +314,7 @@ struct Dw7Layout {
                       // the slower path of a partial block)
   const int8_t* wq;   // [block][quad][4 vectors][32 bytes]
   const int16_t* wl;  // the last tap: [block][4 vectors][8 x (w, 0)]
-  const int32_t* zcs;  // [block][4 vectors][8]: input zero point x column sums
+  const int32_t* nzcs;  // [block][4 vectors][8]: -(input zero point x column sums), the accumulators' start
   const float* mult;   // [block][4 vectors][8]
   const float* bias;   // [block][4 vectors][8]
 };
@@ -330,7 +339,10 @@ inline void dw7_pixel(const Tap& tap, const Dw7Layout& L, int64_t blk, const Epi
     std::memcpy(tmp, tap(t), static_cast<size_t>(nc));
     return _mm256_load_si256(reinterpret_cast<const __m256i*>(tmp));
   };
-  __m256i acc[4] = {zero, zero, zero, zero};
+  // Starting at -x_zp * column sum leaves no subtraction for the epilogue (the same int32 values).
+  const auto* nzcs = reinterpret_cast<const __m256i*>(L.nzcs) + blk * 4;
+  __m256i acc[4] = {_mm256_load_si256(nzcs), _mm256_load_si256(nzcs + 1), _mm256_load_si256(nzcs + 2),
+                    _mm256_load_si256(nzcs + 3)};
   const auto* wq = reinterpret_cast<const __m256i*>(L.wq) + blk * kQuads * 4;
 #pragma GCC unroll 8
   for (int g = 0; g < kQuads; ++g) {
@@ -358,8 +370,7 @@ inline void dw7_pixel(const Tap& tap, const Dw7Layout& L, int64_t blk, const Epi
 #pragma GCC unroll 4
   for (int j = 0; j < 4; ++j) {
     const int64_t at = (blk * 4 + j) * 8;
-    __m256 v = _mm256_cvtepi32_ps(
-        _mm256_sub_epi32(acc[j], _mm256_load_si256(reinterpret_cast<const __m256i*>(L.zcs + at))));
+    __m256 v = _mm256_cvtepi32_ps(acc[j]);
     v = _mm256_add_ps(_mm256_mul_ps(v, _mm256_load_ps(L.mult + at)), _mm256_load_ps(L.bias + at));
     v = kByPack ? _mm256_min_ps(ep.hi, v) : _mm256_min_ps(_mm256_max_ps(v, ep.lo), ep.hi);
     q[j] = _mm256_cvtps_epi32(v);
@@ -449,7 +460,7 @@ void depthwise7(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, con
   uint8_t* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(scratch.data()) + 31) & ~uintptr_t{31});
   auto* wq = reinterpret_cast<int8_t*>(base);
   auto* wl = reinterpret_cast<int16_t*>(base + wq_bytes);
-  auto* zcs = reinterpret_cast<int32_t*>(base + wq_bytes + wl_bytes);
+  auto* nzcs = reinterpret_cast<int32_t*>(base + wq_bytes + wl_bytes);
   auto* mult = reinterpret_cast<float*>(base + wq_bytes + wl_bytes + vec_bytes);
   auto* bias = reinterpret_cast<float*>(base + wq_bytes + wl_bytes + 2 * vec_bytes);
   for (int64_t blk = 0; blk < blocks; ++blk) {
@@ -465,13 +476,13 @@ void depthwise7(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, con
         wl[(blk * 4 + j) * 16 + 2 * i + 1] = 0;
         const int64_t at = (blk * 4 + j) * 8 + i;
         const bool real = ch < c;
-        zcs[at] = real ? e.input_zero_point * e.col_sums[ch] : 0;
+        nzcs[at] = real ? -e.input_zero_point * e.col_sums[ch] : 0;
         mult[at] = real ? e.multiplier[ch] : 0.0f;
         bias[at] = real ? e.bias[ch] : 0.0f;
       }
     }
   }
-  const Dw7Layout L{blocks, wq, wl, zcs, mult, bias};
+  const Dw7Layout L{blocks, wq, wl, nzcs, mult, bias};
   if (e.lo == -static_cast<float>(e.output_zero_point)) {
     depthwise7_taps<T, true>(s, x, L, e, y, m_begin, m_end);
   } else {
