@@ -138,6 +138,30 @@ def test_quantize_nhwc_equals_torch_and_is_channels_last():
         torch.ops.quantx.quantize_nhwc(x, 0.02, 300)
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: torch.randn(3, 5, 120, 130),  # NCHW, pixel chunks across images (quantized per plane)
+        lambda: torch.randn(2, 4, 9, 11).contiguous(memory_format=torch.channels_last),  # already NHWC
+        lambda: torch.randn(2, 1, 9, 11),  # one channel: both layouts at once
+        lambda: torch.randn(2, 9, 11, 6).permute(0, 3, 1, 2),  # a strided view
+        lambda: torch.randn(1, 70, 5, 7),  # more channels than the kernel's block
+    ],
+)
+def test_quantize_nhwc_any_input_layout_gives_torchs_bytes(make):
+    x = make() * 3
+    theirs = torch.quantize_per_tensor(x, 0.02, 128, torch.quint8)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            ours = torch.ops.quantx.quantize_nhwc(x, 0.02, 128)
+            assert ours.is_contiguous(memory_format=torch.channels_last)
+            assert torch.equal(ours.int_repr(), theirs.int_repr())
+    finally:
+        torch.set_num_threads(before)
+
+
 LEVELS = ["scalar", "avx2", "avx_vnni", "avx512", "avx512_vnni", "amx"]
 
 
