@@ -15,6 +15,8 @@
 // c's weights (w[k], w[k+1]); a row's two activations (a[k], a[k+1]), broadcast as one 32-bit
 // value, line up with every lane, so each accumulator lane is one output column.
 #include <algorithm>
+#include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/x86/gemm_ymm.h"
@@ -490,19 +492,25 @@ void depthwise7(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, con
   }
 }
 
-// The 7-bit kernels' depthwise_rows: 3x3 and 5x5 without a residual.
-bool depthwise_rows7(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
-                     int64_t m_begin, int64_t m_end) {
-  if (e.residual != nullptr || e.input_zero_point >= 128) return false;
+// fn(std::integral_constant<int, taps>) for the row kernels' sizes, 3x3 and 5x5; false for others.
+template <class Fn>
+bool with_row_taps(const DepthwiseShape& s, Fn&& fn) {
   const int64_t taps = s.kernel_h * s.kernel_w;
   if (taps == 9) {
-    depthwise7<9>(s, x, w, e, y, m_begin, m_end);
+    fn(std::integral_constant<int, 9>());
   } else if (taps == 25) {
-    depthwise7<25>(s, x, w, e, y, m_begin, m_end);
+    fn(std::integral_constant<int, 25>());
   } else {
     return false;
   }
   return true;
+}
+
+// The 7-bit kernels' depthwise_rows: 3x3 and 5x5 without a residual.
+bool depthwise_rows7(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
+                     int64_t m_begin, int64_t m_end) {
+  if (e.residual != nullptr || e.input_zero_point >= 128) return false;
+  return with_row_taps(s, [&](auto t) { depthwise7<decltype(t)::value>(s, x, w, e, y, m_begin, m_end); });
 }
 
 struct DotAvx2 {
@@ -514,15 +522,7 @@ struct DotAvx2 {
 // 3x3 and 5x5; the driver runs other sizes through depthwise_pixel.
 bool depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
                     int64_t m_begin, int64_t m_end) {
-  const int64_t taps = s.kernel_h * s.kernel_w;
-  if (taps == 9) {
-    depthwise_rows_taps<9>(s, x, w, e, y, m_begin, m_end);
-  } else if (taps == 25) {
-    depthwise_rows_taps<25>(s, x, w, e, y, m_begin, m_end);
-  } else {
-    return false;
-  }
-  return true;
+  return with_row_taps(s, [&](auto t) { depthwise_rows_taps<decltype(t)::value>(s, x, w, e, y, m_begin, m_end); });
 }
 
 GemmKernels make(bool seven_bit) {
