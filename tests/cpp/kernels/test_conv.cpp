@@ -202,8 +202,9 @@ TEST(ConvSimd, BitExactWithReferenceOnEveryIsa) {
 
 // 7-bit activations (the x86 preset's) take the AVX2 vpmaddubsw tiles and depthwise kernel; the
 // extremes 127 x -128 and 127 x 127 are where those pair sums come closest to int16's range. One
-// byte of 128 anywhere, or an input zero point of 128, must send the call back to the exact int16
-// kernels; so must a residual (the 7-bit depthwise kernel has none).
+// byte of 128 must send the rows that read it back to the exact int16 kernels (GEMM: their row
+// blocks; depthwise: the output rows whose windows hold it, the others staying 7-bit), and an input
+// zero point of 128 or a residual (the 7-bit depthwise kernel has none) the whole call.
 TEST(ConvSimd, SevenBitActivationsAreBitExactWithReference) {
   uint32_t seed = 101;
   for (const SimdCase& t : simd_cases()) {
