@@ -362,50 +362,40 @@ void depthwise_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWe
                             s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dilation_h, s.dilation_w};
     const auto* wp = reinterpret_cast<const int16_t*>(w.packed.data());
     // 7-bit activations may take the narrow kernels' depthwise (AVX2: vpmaddubsw) where every input
-    // row a pixel reads is below 128 (it declines what it does not take: a residual, say). One
-    // pass over the rows this call reads first; only if that finds a byte above 127 (a value beyond
-    // the calibrated range) are the output rows sent one way or the other by their own input rows.
+    // row a pixel reads is below 128 (it declines what it does not take: a residual, say). One pass
+    // over the input rows this call reads marks them; runs of output rows go through one kernel or
+    // the other by their windows' rows, so a value beyond the calibrated range (a byte above 127)
+    // sends only the rows that read it to the int16 kernel. Usually the whole call is one run.
     if (k.seven_bit != nullptr && k.seven_bit->depthwise_rows != nullptr && e.input_zero_point < 128) {
       const int64_t plane = s.out_h * s.out_w, row = s.in_w * s.in_c;
-      // Input rows [lo, hi) of output row oy (clipped to the image).
-      auto rows_of = [&](int64_t oy) {
+      auto rows_of = [&](int64_t oy) {  // input rows [lo, hi) of output row oy, clipped to the image
         const int64_t lo = oy * s.stride_h - s.pad_h;
         return std::pair<int64_t, int64_t>{std::max<int64_t>(0, lo),
                                            std::min(s.in_h, lo + (s.kernel_h - 1) * s.dilation_h + 1)};
       };
       const int64_t n0 = m_begin / plane, n1 = (m_end - 1) / plane;
-      const int64_t r0 = rows_of(m_begin % plane / s.out_w).first;
-      const int64_t r1 = std::max<int64_t>(0, rows_of((m_end - 1) % plane / s.out_w).second);
-      const uint8_t* first = x + (n0 * s.in_h + r0) * row;
-      const uint8_t* last = x + (n1 * s.in_h + r1) * row;
-      if (last <= first || rows_below_128(first, 1, last - first, 0)) {
-        if (k.seven_bit->depthwise_rows(ds, x, wp, te, y, m_begin, m_end)) return;
-      } else {
-        // Runs of output rows whose input rows agree, each through its kernel.
-        std::vector<uint8_t> clean(static_cast<size_t>((n1 - n0 + 1) * s.in_h), 0);  // per input row
-        for (int64_t i = 0; i < static_cast<int64_t>(clean.size()); ++i) {
-          const uint8_t* r = x + (n0 * s.in_h + i) * row;
-          clean[i] = r >= first && r < last && rows_below_128(r, 1, row, 0);
+      const int64_t r0 = n0 * s.in_h + rows_of(m_begin % plane / s.out_w).first;
+      const int64_t r1 = n1 * s.in_h + std::max<int64_t>(0, rows_of((m_end - 1) % plane / s.out_w).second);
+      thread_local std::vector<uint8_t> clean;  // per input row from image n0's first
+      clean.assign(static_cast<size_t>((n1 - n0 + 1) * s.in_h), 0);
+      for (int64_t r = r0; r < r1; ++r) clean[r - n0 * s.in_h] = rows_below_128(x + r * row, 1, row, 0);
+      auto narrow = [&](int64_t px) {  // whether output pixel px's window rows are all clean
+        const auto [lo, hi] = rows_of(px % plane / s.out_w);
+        for (int64_t r = lo; r < hi; ++r) {
+          if (!clean[(px / plane - n0) * s.in_h + r]) return false;
         }
-        bool all = true;  // whether every run went through a kernel that took it
-        for (int64_t m = m_begin; m < m_end && all;) {
-          auto narrow = [&](int64_t px) {
-            const auto [lo, hi] = rows_of(px % plane / s.out_w);
-            for (int64_t r = lo; r < hi; ++r) {
-              if (!clean[(px / plane - n0) * s.in_h + r]) return false;
-            }
-            return true;
-          };
-          const bool seven = narrow(m);
-          int64_t end = std::min(m_end, (m / s.out_w + 1) * s.out_w);
-          while (end < m_end && narrow(end) == seven) end = std::min(m_end, end + s.out_w);
-          const GemmKernels& kr = seven ? *k.seven_bit : k;
-          all = kr.depthwise_rows(ds, x, wp, te, y, m, end) ||
-                (seven && k.depthwise_rows(ds, x, wp, te, y, m, end));
-          m = end;
-        }
-        if (all) return;
+        return true;
+      };
+      bool taken = true;
+      for (int64_t m = m_begin; m < m_end && taken;) {
+        const bool seven = narrow(m);
+        int64_t end = std::min(m_end, (m / s.out_w + 1) * s.out_w);
+        while (end < m_end && narrow(end) == seven) end = std::min(m_end, end + s.out_w);
+        taken = (seven && k.seven_bit->depthwise_rows(ds, x, wp, te, y, m, end)) ||
+                k.depthwise_rows(ds, x, wp, te, y, m, end);
+        m = end;
       }
+      if (taken) return;  // else neither kernel takes this shape: the per-pixel loop below redoes all
     }
     if (k.depthwise_rows(ds, x, wp, te, y, m_begin, m_end)) return;
     te.residual = nullptr;
