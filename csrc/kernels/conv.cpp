@@ -21,6 +21,7 @@
 #include "kernels/conv.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -55,14 +56,31 @@ struct PaddedEpilogue {
   std::vector<int32_t> col_sums;
   std::vector<float> multiplier, bias;
   int64_t group_stride;
+  bool int_clamp;  // TileEpilogue::int_clamp for the whole call
 };
+
+// True when |v| < 2^30 for every value requantize8 can compute in this call: |sum (x - x_zp) * w|
+// is at most k * 255 * 128. Float rounding of the products cannot then reach 2^31, where
+// vcvtps2dq would give INT32_MIN instead of a large value. An infinite multiplier, bias or
+// residual multiplier fails; a NaN gives NaN values, which convert to INT32_MIN and so clamp to
+// qmin, as the reference's clamp does.
+bool requantize_fits_int32(const PackedConvWeights& w, const ConvEpilogue& e) {
+  double m = 0.0, b = 0.0;
+  for (int64_t c = 0; c < w.out_c; ++c) {
+    m = std::max(m, std::fabs(static_cast<double>(e.multiplier[c])));
+    b = std::max(b, std::fabs(static_cast<double>(e.bias[c])));
+  }
+  double bound = static_cast<double>(w.k) * 255.0 * 128.0 * m + b;
+  if (e.residual != nullptr) bound += 255.0 * std::fabs(static_cast<double>(e.residual_multiplier));
+  return bound < 1073741824.0;
+}
 
 PaddedEpilogue pad_epilogue(const PackedConvWeights& w, const ConvEpilogue& e) {
   const int64_t cout_g = w.out_c / w.groups;
   const int64_t stride = w.depthwise ? round_up(w.out_c, 16) : w.n_blocks * 16;
   const int64_t groups = w.depthwise ? 1 : w.groups, per = w.depthwise ? w.out_c : cout_g;
   PaddedEpilogue p{std::vector<int32_t>(groups * stride), std::vector<float>(groups * stride),
-                   std::vector<float>(groups * stride), stride};
+                   std::vector<float>(groups * stride), stride, requantize_fits_int32(w, e)};
   for (int64_t g = 0; g < groups; ++g) {
     for (int64_t c = 0; c < per; ++c) {
       p.col_sums[g * stride + c] = w.col_sums[g * per + c];
@@ -83,7 +101,8 @@ TileEpilogue tile_epilogue(const PaddedEpilogue& p, int64_t offset, const ConvEp
                       static_cast<float>(e.qmax - e.output_zero_point),
                       nullptr,
                       e.residual_multiplier,
-                      e.residual_zero_point};
+                      e.residual_zero_point,
+                      p.int_clamp};
 }
 
 // memcpy / memset for the short runtime sizes of im2col (a handful to a few hundred bytes), inline:

@@ -17,6 +17,9 @@ struct TileEpilogue {
   const uint8_t* residual;  // null, or the tile's first residual element (row stride ldy)
   float residual_multiplier;
   int32_t residual_zero_point;
+  // True when no value before the clamp can reach 2^31 in magnitude (requantize_fits_int32): a
+  // kernel may then round first and clamp the integers (AVX2: in int16 after the packs).
+  bool int_clamp = false;
 };
 
 // C[rows][cols] = A[rows][k] * B[k][cols], then the epilogue, stored as uint8 to y (row stride ldy).

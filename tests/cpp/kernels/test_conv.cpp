@@ -177,11 +177,17 @@ TEST(ConvSimd, BitExactWithReferenceOnEveryIsa) {
     const kernels::PackedConvWeights p =
         kernels::pack_conv_weights(d.w.data(), t.oc, t.kh, t.kw, t.c / t.groups, t.groups);
     const int64_t m = d.s.batch * d.s.out_h * d.s.out_w;
-    for (int variant = 0; variant < 6; ++variant) {
-      // Zero points at the extremes and in between; ReLU / ReLU6-like clamps; residual on or off.
+    // Multipliers so large that values pass 2^31 (most outputs saturate): the kernels must keep
+    // the float clamp there rather than clamp the rounded integers (TileEpilogue::int_clamp).
+    std::vector<float> huge(d.mult);
+    for (float& m : huge) m *= 1e7f;
+    for (int variant = 0; variant < 7; ++variant) {
+      // Zero points at the extremes and in between; ReLU / ReLU6-like clamps; residual on or off;
+      // variant 6: the huge multipliers, with a residual and a ReLU6-like clamp.
       const int32_t xz = variant == 0 ? 0 : variant == 1 ? 255 : 97;
       const int32_t yz = variant == 2 ? 0 : variant == 3 ? 255 : 128;
-      kernels::ConvEpilogue e{xz, d.mult.data(), d.bias.data(), yz, variant == 4 ? yz : 0, variant == 5 ? 200 : 255};
+      kernels::ConvEpilogue e{xz, variant == 6 ? huge.data() : d.mult.data(), d.bias.data(), yz,
+                              variant == 4 ? yz : 0, variant >= 5 ? 200 : 255};
       if (variant >= 3) {
         e.residual = d.residual.data();
         e.residual_multiplier = 0.75f;
