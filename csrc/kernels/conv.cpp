@@ -139,6 +139,31 @@ inline void fill_short(uint8_t* dst, uint8_t v, int64_t n) {
 // With one group and no dilation, the kernel_w taps of a kernel row are adjacent pixels, so each
 // kernel row is one copy (clipped at the image edges) rather than kernel_w; windows inside the
 // input (most of them) copy their rows without per-row checks. Pixels advance without divisions.
+//
+// Runs of such windows along an output row whose kernel rows are short (the stems: 9 or 21 bytes)
+// go through im2col_run, which has none of the per-pixel tests: at mobilenet's stem those tests and
+// the pixel advance cost more than the copies.
+// kShort: span < 16, one 16-byte move per kernel row, in order, each reaching past its span into
+// bytes the next move (or the next pixel) overwrites; else 16 <= span <= 32, two overlapping moves.
+// KH: the kernel height, or 0 for any (kernel_h). The zero padding after k (at most 16 bytes) is one
+// 16-byte store: its reach past the pixel's k_eff bytes lands in the next pixel's row, written
+// after it, or in the row of slack after the block (gemm_rows). Not inlined: inside gemm_rows,
+// GCC kept the loop's pointers on the stack.
+template <bool kShort, int KH>
+__attribute__((noinline)) void im2col_run(int64_t count, int64_t kernel_h, int64_t span, int64_t k, int64_t k_eff,
+                                          const uint8_t* src, int64_t col_step, int64_t row_step, uint8_t* dst) {
+  static constexpr uint8_t kZeros[16] = {};
+  const int64_t kh_n = KH > 0 ? KH : kernel_h;
+  for (int64_t j = 0; j < count; ++j, src += col_step, dst += k_eff) {
+#pragma GCC unroll 8
+    for (int64_t kh = 0; kh < kh_n; ++kh) {
+      __builtin_memcpy(dst + kh * span, src + kh * row_step, 16);
+      if constexpr (!kShort) __builtin_memcpy(dst + kh * span + span - 16, src + kh * row_step + span - 16, 16);
+    }
+    if (k_eff > k) __builtin_memcpy(dst + k, kZeros, 16);  // the padded k has zero weights
+  }
+}
+
 void im2col(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x, int64_t g, int64_t m, int64_t rows,
             uint8_t zero, int64_t k_eff, uint8_t* out) {
   const int64_t cin_g = w.in_c_per_group, span = s.kernel_w * cin_g;
@@ -146,10 +171,38 @@ void im2col(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x, in
   const int64_t span_h = (s.kernel_h - 1) * s.dilation_h, span_w = (s.kernel_w - 1) * s.dilation_w;
   const int64_t row_step = s.dilation_h * s.in_w * s.in_c;
   const uint8_t* const x_end = x + s.batch * s.in_h * s.in_w * s.in_c;
+  // Runs (im2col_run): short kernel rows, and the output columns whose windows are inside the input
+  // horizontally, [ow_lo, ow_hi).
+  const int run_kind = !spans || k_eff < 16 || k_eff - w.k > 16 ? 0 : span < 16 ? 1 : span <= 32 ? 2 : 0;
+  const int64_t ow_lo = (s.pad_w + s.stride_w - 1) / s.stride_w;
+  const int64_t ow_hi = s.in_w - 1 - span_w + s.pad_w < 0 ? 0 : (s.in_w - 1 - span_w + s.pad_w) / s.stride_w + 1;
+  const int64_t col_step = s.stride_w * s.in_c;
+  const int64_t reach = (s.kernel_h - 1) * row_step + std::max<int64_t>(16, span);  // bytes a pixel's moves read
   int64_t n = m / (s.out_h * s.out_w), oh = m / s.out_w % s.out_h, ow = m % s.out_w;
   for (int64_t r = 0; r < rows; ++r) {
     uint8_t* dst = out + r * k_eff;
     const int64_t ih0 = oh * s.stride_h - s.pad_h, iw0 = ow * s.stride_w - s.pad_w;
+    if (run_kind != 0 && ih0 >= 0 && ih0 + span_h < s.in_h && ow >= ow_lo && ow < ow_hi) {
+      const uint8_t* src = x + ((n * s.in_h + ih0) * s.in_w + iw0) * s.in_c;
+      // Pixels of the run, none of whose moves may read past x.
+      const int64_t fit = x_end - src >= reach ? (x_end - src - reach) / col_step + 1 : 0;
+      const int64_t count = std::min({rows - r, ow_hi - ow, fit});
+      if (count > 0) {
+        const auto run = run_kind == 1 ? (s.kernel_h == 3 ? im2col_run<true, 3> : im2col_run<true, 0>)
+                                       : (s.kernel_h == 7 ? im2col_run<false, 7> : im2col_run<false, 0>);
+        run(count, s.kernel_h, span, w.k, k_eff, src, col_step, row_step, dst);
+        r += count - 1;
+        ow += count;
+        if (ow == s.out_w) {
+          ow = 0;
+          if (++oh == s.out_h) {
+            oh = 0;
+            ++n;
+          }
+        }
+        continue;
+      }
+    }
     if (spans && ih0 >= 0 && ih0 + span_h < s.in_h && iw0 >= 0 && iw0 + span_w < s.in_w) {
       const uint8_t* src = x + ((n * s.in_h + ih0) * s.in_w + iw0) * s.in_c;
       if (span < 16 && k_eff >= 16 && src + (s.kernel_h - 1) * row_step + 16 <= x_end) {

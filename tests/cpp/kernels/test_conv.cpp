@@ -138,6 +138,9 @@ const std::vector<SimdCase>& simd_cases() {
   static const std::vector<SimdCase> cases = {
       {1, 8, 8, 64, 64, 3, 3, 1, 1, 1, 1},     // resnet body: full 64-column tiles
       {2, 9, 7, 3, 24, 7, 7, 2, 3, 1, 1},      // stem: k = 147 is not a multiple of 4
+      {2, 12, 11, 3, 32, 3, 3, 2, 1, 1, 1},    // mobilenet's stem: 9-byte kernel rows, runs of inner windows
+      {1, 16, 17, 3, 16, 7, 7, 2, 3, 1, 1},    // resnet's stem, with runs of inner windows (21-byte rows)
+      {1, 9, 10, 5, 20, 3, 3, 1, 0, 1, 1},     // 15-byte kernel rows, no padding: runs reach the input's end
       {1, 6, 6, 32, 16, 1, 1, 1, 0, 1, 1},     // 1x1 direct path (no im2col)
       {3, 5, 5, 20, 100, 1, 1, 1, 0, 1, 1},    // 1x1 direct, 7 tiles of columns with a tail
       {1, 5, 5, 13, 7, 1, 1, 1, 0, 1, 1},      // 1x1 with in_c % 4 != 0 (im2col), columns < 16
