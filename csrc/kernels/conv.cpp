@@ -361,6 +361,7 @@ const int8_t* gemm_weights(const GemmKernels& k, const PackedConvWeights& w) {
 
 // True when the first k bytes of each of `rows` rows (at a + i * lda) are all below 128.
 bool rows_below_128(const uint8_t* a, int64_t rows, int64_t k, int64_t lda) {
+  if (rows > 1 && lda == k) return rows_below_128(a, 1, rows * k, 0);  // one run: no per-row loop
   uint8_t any = 0;
   for (int64_t i = 0; i < rows; ++i) {
     for (int64_t j = 0; j < k; ++j) any |= a[i * lda + j];  // vectorized by the compiler
@@ -388,12 +389,14 @@ void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights
   // stay in L2 (about 96 KiB) with the weights, in runs of the kernel's tile height.
   const int64_t row_block =
       k.widen_a == nullptr ? kRowBlock : std::clamp<int64_t>((96 * 1024 / (2 * k_eff)) / 6 * 6, 6, kRowBlock);
-  // 7-bit activations (the x86 preset's) may take other kernels (GemmKernels::seven_bit): all blocks
-  // when the whole input is below 128 (one pass over x), else chosen per block from its A rows, so
-  // that a value beyond the calibrated range sends only its blocks to k (a 3x3 im2col block holds
-  // each input byte up to 9 times: scanning blocks costs more than scanning x).
+  // 7-bit activations (the x86 preset's) may take other kernels (GemmKernels::seven_bit), chosen per
+  // block from its A rows, so that a value beyond the calibrated range sends only its blocks to k.
+  // Direct blocks are scanned just before their tiles read them (in cache then; a pass over all of
+  // x first read it from L3 twice in mobilenet_v2's large layers); im2col blocks hold each input byte
+  // up to kernel_h * kernel_w times, so for them one pass over x decides for all blocks when it can.
   const bool may_narrow = k.seven_bit != nullptr && e.input_zero_point < 128;
-  const bool all_narrow = may_narrow && rows_below_128(x, 1, s.batch * s.in_h * s.in_w * s.in_c, 0);
+  const bool all_narrow =
+      may_narrow && !direct && rows_below_128(x, 1, s.batch * s.in_h * s.in_w * s.in_c, 0);
   TileSession session(k);
   for (int64_t mb = m_begin; mb < m_end; mb += row_block) {
     const int64_t rows = std::min(row_block, m_end - mb);
