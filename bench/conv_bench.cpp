@@ -32,21 +32,27 @@ double amx_peak() {
 
 // args: in_c, out_c, h(=w), kernel, stride, groups
 // seven_bit: activations and input zero point below 128, as the x86 preset's (AVX2 then runs its
-// vpmaddubsw tiles).
-void BM_ConvBits(benchmark::State& state, Isa isa, bool seven_bit) {
+// vpmaddubsw tiles). residual: the epilogue adds a residual tensor (quantx::conv2d_add).
+void BM_ConvBits(benchmark::State& state, Isa isa, bool seven_bit, bool residual = false) {
   if (!tqx::bench::usable(state, isa)) return;
   const int64_t c = state.range(0), oc = state.range(1), hw = state.range(2), k = state.range(3),
                 stride = state.range(4), groups = state.range(5);
   const int64_t pad = k / 2, o = tqx::kernels::conv_out_size(hw, k, stride, pad, 1);
   std::mt19937 rng(1);
-  std::vector<uint8_t> x(hw * hw * c), y(o * o * oc);
+  std::vector<uint8_t> x(hw * hw * c), y(o * o * oc), r(residual ? o * o * oc : 0);
   std::vector<int8_t> w(oc * k * k * (c / groups));
   for (auto& v : x) v = static_cast<uint8_t>(seven_bit ? rng() & 0x7F : rng());
   for (auto& v : w) v = static_cast<int8_t>(rng());
+  for (auto& v : r) v = static_cast<uint8_t>(rng());
   std::vector<float> mult(oc, 1e-3f), bias(oc, 0.5f);
   const tqx::kernels::ConvShape s{1, hw, hw, c, o, o, oc, k, k, stride, stride, pad, pad, 1, 1, groups};
   const auto p = tqx::kernels::pack_conv_weights(w.data(), oc, k, k, c / groups, groups);
-  const tqx::kernels::ConvEpilogue e{seven_bit ? 64 : 128, mult.data(), bias.data(), 0, 0, 255};
+  tqx::kernels::ConvEpilogue e{seven_bit ? 64 : 128, mult.data(), bias.data(), 0, 0, 255};
+  if (residual) {
+    e.residual = r.data();
+    e.residual_multiplier = 0.5f;
+    e.residual_zero_point = 7;
+  }
   const double peak_before = vnni_peak();
   for (auto _ : state) {
     tqx::kernels::conv2d_u8s8_nhwc_packed(s, p, x.data(), e, y.data(), 0, o * o, isa);
@@ -74,6 +80,7 @@ void BM_ConvBits(benchmark::State& state, Isa isa, bool seven_bit) {
 
 void BM_Conv(benchmark::State& state, Isa isa) { BM_ConvBits(state, isa, false); }
 void BM_Conv7(benchmark::State& state, Isa isa) { BM_ConvBits(state, isa, true); }
+void BM_Conv7Residual(benchmark::State& state, Isa isa) { BM_ConvBits(state, isa, true, true); }
 
 void ConvShapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"c", "oc", "hw", "k", "s", "g"});
@@ -106,6 +113,13 @@ void ConvShapes(benchmark::internal::Benchmark* b) {
 BENCHMARK_CAPTURE(BM_Conv, scalar, Isa::kScalar)->Args({64, 64, 56, 3, 1, 1})->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Conv, avx2, Isa::kAVX2)->Apply(ConvShapes);
 BENCHMARK_CAPTURE(BM_Conv7, avx2, Isa::kAVX2)->Apply(ConvShapes);
+// The layers that carry a residual add in resnet18 and mobilenet_v2 (conv2d_add).
+BENCHMARK_CAPTURE(BM_Conv7Residual, avx2, Isa::kAVX2)
+    ->ArgNames({"c", "oc", "hw", "k", "s", "g"})
+    ->Args({64, 64, 56, 3, 1, 1})
+    ->Args({144, 24, 56, 1, 1, 1})
+    ->Args({192, 32, 28, 1, 1, 1})
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Conv, avx_vnni, Isa::kAVXVNNI)->Apply(ConvShapes);
 BENCHMARK_CAPTURE(BM_Conv, avx512_vnni, Isa::kAVX512VNNI)->Apply(ConvShapes);
 BENCHMARK_CAPTURE(BM_Conv, amx, Isa::kAMX)->Apply(ConvShapes);

@@ -15,7 +15,8 @@
 //   torch.round does); SIMD code uses the same mode (cvtps2dq / roundscale with RNE).
 // * Because qmin - zero_point and qmax - zero_point are integers, clamping the float product to
 //   [qmin - zp, qmax - zp] before rounding gives the same result as clamping after; SIMD code
-//   clamps first so that no conversion can overflow.
+//   clamps first so that no conversion can overflow, except where no value can reach 2^31
+//   (TileEpilogue::int_clamp: the AVX2 GEMM tiles then clamp the rounded integers).
 // * NaN quantizes to qmin (PyTorch does the same through its int64 cast). +-Inf and values far
 //   outside the range saturate to qmax / qmin; here PyTorch's int64 cast is undefined behaviour
 //   and on x86 gives qmin for +Inf too: we deliberately saturate instead.
