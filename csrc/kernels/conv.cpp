@@ -397,6 +397,11 @@ void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights
   const bool may_narrow = k.seven_bit != nullptr && e.input_zero_point < 128;
   const bool all_narrow =
       may_narrow && !direct && rows_below_128(x, 1, s.batch * s.in_h * s.in_w * s.in_c, 0);
+  // With the whole input below 128, the 7-bit kernels' implicit GEMM (AVX2) needs no im2col copy.
+  if (all_narrow && k.seven_bit->indirect_tile != nullptr && w.in_c_per_group % k.seven_bit->k_align == 0) {
+    gemm_rows_indirect(*k.seven_bit, s, w, x, e, pe, y, m_begin, m_end);
+    return;
+  }
   TileSession session(k);
   for (int64_t mb = m_begin; mb < m_end; mb += row_block) {
     const int64_t rows = std::min(row_block, m_end - mb);

@@ -257,6 +257,75 @@ void gemm_tile(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, i
   }
 }
 
+// The 7-bit tile as an implicit GEMM (GemmIndirectTileFn): row i's reduction is `taps` runs of
+// k_tap bytes, run t at a[i * taps + t] + a_offset, B's k-groups following the runs in order. The
+// products and the epilogue are tile_rows<R, kHalf, true, ...>'s; the driver takes this path only
+// when the whole input is below 128, so no im2col copy is made to be scanned.
+template <int R, bool kHalf, bool kResidual, bool kIntClamp>
+__attribute__((noinline)) void indirect_rows7(int64_t cols, int64_t taps, int64_t k_tap, const uint8_t* const* a,
+                                              int64_t a_offset, const int8_t* b, const Epilogue16& ep,
+                                              const uint8_t* residual, uint8_t* y, int64_t ldy) {
+  __m256i acc[R][2];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) acc[i][0] = ep.nzcs[0], acc[i][1] = ep.nzcs[1];
+  const __m256i& ones = *reinterpret_cast<const __m256i*>(kOnes16);
+  const int64_t quads = k_tap / 4;
+  for (int64_t t = 0; t < taps; ++t) {
+    const uint8_t* p[R];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) p[i] = a[i * taps + t] + a_offset;
+    for (int64_t q = 0; q < quads; ++q, b += 64) {
+      const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b));
+      const __m256i b1 = kHalf ? b0 : _mm256_load_si256(reinterpret_cast<const __m256i*>(b + 32));
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const __m256i av = ymm::broadcast4(p[i] + q * 4);
+        maddubs_into(acc[i][0], av, b0, ones);
+        if (!kHalf) maddubs_into(acc[i][1], av, b1, ones);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+    const uint8_t* res = kResidual ? residual + i * ldy : nullptr;
+    tile_store(cols, ep.bytes_of(tile_row16<kResidual, kIntClamp>(ep, acc[i][0], acc[i][1], cols, res)), y + i * ldy);
+  }
+}
+
+using IndirectImpl = void (*)(int64_t, int64_t, int64_t, const uint8_t* const*, int64_t, const int8_t*,
+                              const Epilogue16&, const uint8_t*, uint8_t*, int64_t);
+
+template <bool kHalf, bool kResidual, bool kIntClamp, int... Rs>
+IndirectImpl pick_indirect(int64_t rows, std::integer_sequence<int, Rs...>) {
+  IndirectImpl out = nullptr;
+  ((out = rows == Rs + 1 ? &indirect_rows7<Rs + 1, kHalf, kResidual, kIntClamp> : out), ...);
+  return out;
+}
+
+IndirectImpl pick_indirect_rows(int64_t rows, bool half, bool residual, bool int_clamp) {
+  const auto seq = std::make_integer_sequence<int, kRows>();
+  if (residual) {
+    if (int_clamp) return half ? pick_indirect<true, true, true>(rows, seq) : pick_indirect<false, true, true>(rows, seq);
+    return half ? pick_indirect<true, true, false>(rows, seq) : pick_indirect<false, true, false>(rows, seq);
+  }
+  if (int_clamp) return half ? pick_indirect<true, false, true>(rows, seq) : pick_indirect<false, false, true>(rows, seq);
+  return half ? pick_indirect<true, false, false>(rows, seq) : pick_indirect<false, false, false>(rows, seq);
+}
+
+void gemm_indirect_tile7(int64_t rows, int64_t cols, int64_t taps, int64_t k_tap, const uint8_t* const* a,
+                         int64_t a_offset, const int8_t* b, int64_t /*b_stride*/, const TileEpilogue& e, uint8_t* y,
+                         int64_t ldy) {
+  const Epilogue16 ep(e, 0);
+  const bool half = cols <= 8, with_residual = e.residual != nullptr;
+  const IndirectImpl full = pick_indirect_rows(kRows, half, with_residual, e.int_clamp);
+  for (int64_t r = 0; r < rows; r += kRows) {
+    const int64_t n = std::min<int64_t>(kRows, rows - r);
+    const uint8_t* res = with_residual ? e.residual + r * ldy : nullptr;
+    const IndirectImpl tile = n == kRows ? full : pick_indirect_rows(n, half, with_residual, e.int_clamp);
+    tile(cols, taps, k_tap, a + r * taps, a_offset, b, ep, res, y + r * ldy, ldy);
+  }
+}
+
 // One output pixel, 16 channels (kFull) or the nc < 16 of a last block, read through zero-padded
 // copies. tap(t) points at tap t's first channel of the block; out/residual at y + at, rseg + at.
 template <int T, bool kFull, class Tap>
@@ -585,6 +654,7 @@ GemmKernels make(bool seven_bit) {
                 nullptr,
                 ymm::depthwise_pixel<DotAvx2>};
   k.depthwise_rows = seven_bit ? depthwise_rows7 : depthwise_rows;
+  if (seven_bit) k.indirect_tile = gemm_indirect_tile7;  // the driver's choice: only for inputs below 128
   if (!seven_bit) {
     k.widen_a = widen_rows;
     k.b_int16 = true;
