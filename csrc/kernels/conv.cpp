@@ -315,9 +315,16 @@ void for_each_tile(const GemmKernels& k, const ConvShape& s, const PackedConvWei
     const int64_t max_rows = k.max_rows[(cols + 15) / 16];
     TileEpilogue te = tile_epilogue(pe, g * pe.group_stride + n0, e);
     const int64_t col0 = g * cout_g + n0;
-    for (int64_t r = 0; r < rows; r += max_rows) {
+    // Tiles of nearly equal height: 49 rows (a 7x7 map) as 4 x 6 + 5 x 5 rather than 8 x 6 + 1, whose
+    // one-row tile streams all of B for a sixth of a tile's work. Not for kernels that read rows in
+    // aligned groups (AMX), whose tiles must start at multiples of their height within the block.
+    const int64_t tiles = (rows + max_rows - 1) / max_rows;
+    const int64_t base = k.row_align == 1 ? rows / tiles : max_rows, taller = k.row_align == 1 ? rows % tiles : 0;
+    for (int64_t t = 0, r = 0; t < tiles; ++t) {
+      const int64_t n = std::min(base + (t < taller ? 1 : 0), rows - r);
       if (e.residual != nullptr) te.residual = e.residual + (mb + r) * s.out_c + col0;
-      tile(r, std::min(max_rows, rows - r), cols, n0, te, y + (mb + r) * s.out_c + col0);
+      tile(r, n, cols, n0, te, y + (mb + r) * s.out_c + col0);
+      r += n;
     }
   }
 }
@@ -440,7 +447,8 @@ void depthwise_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWe
     te.residual = e.residual;
     const DepthwiseShape ds{s.in_h,     s.in_w,     s.in_c,  s.out_h, s.out_w,      s.kernel_h,  s.kernel_w,
                             s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dilation_h, s.dilation_w};
-    const auto* wp = reinterpret_cast<const int16_t*>(w.packed.data());
+    const DepthwiseWeights wp{reinterpret_cast<const int16_t*>(w.packed.data()),
+                              k.depthwise_quads ? w.depthwise_quads() : nullptr};
     // 7-bit activations may take the narrow kernels' depthwise (AVX2: vpmaddubsw) where every input
     // row a pixel reads is below 128 (it declines what it does not take: a residual, say). One pass
     // over the input rows this call reads marks them; runs of output rows go through one kernel or
@@ -566,6 +574,29 @@ const int16_t* PackedConvWeights::int16_blocks() const {
                          reinterpret_cast<int16_t*>(int16_->data.data()));
   });
   return reinterpret_cast<const int16_t*>(int16_->data.data());
+}
+
+const int8_t* PackedConvWeights::depthwise_quads() const {
+  const int64_t taps = kernel_h * kernel_w;
+  if (!depthwise || (taps != 9 && taps != 25)) return nullptr;
+  std::call_once(quads_->once, [this, taps] {
+    const int64_t groups = (taps + 3) / 4, per_block = groups + (taps == 9 ? 6 : 0);
+    const int64_t blocks = (out_c + 15) / 16;
+    quads_->data = AlignedBytes(static_cast<size_t>(blocks * per_block * 64));
+    auto* q = reinterpret_cast<int8_t*>(quads_->data.data());
+    for (int64_t c = 0; c < out_c; ++c) {
+      int8_t* blk = q + c / 16 * per_block * 64 + 4 * (c % 16);
+      for (int64_t t = 0; t < taps; ++t) {
+        const int8_t v = ohwi[c * taps + t];
+        blk[t / 4 * 64 + t % 4] = v;
+        if (taps == 9) {  // the pair quads of kernel row t / 3
+          blk[(groups + 2 * (t / 3)) * 64 + t % 3] = v;
+          blk[(groups + 2 * (t / 3) + 1) * 64 + t % 3 + 1] = v;
+        }
+      }
+    }
+  });
+  return reinterpret_cast<const int8_t*>(quads_->data.data());
 }
 
 AlignedBytes::AlignedBytes(size_t n) : n_(n) {

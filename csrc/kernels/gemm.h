@@ -50,13 +50,26 @@ struct DepthwiseShape {
   int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
 };
 
-// Output pixels [m_begin, m_end) of a depthwise convolution of at most kDepthwiseRowsMaxTaps taps (weights as for
-// DepthwisePixelFn); e's residual, when set, points at pixel 0 of the residual tensor.
+// A depthwise convolution's weights as the row kernels read them.
+//   pairs: as for DepthwisePixelFn.
+//   quads: null unless the kernels ask for them (GemmKernels::depthwise_quads) and the kernel is 3x3
+//          or 5x5 (PackedConvWeights::depthwise_quads()). Per block of 16 channels (channels
+//          rounded up to 16), (taps + 3) / 4 vectors of 64 bytes, vector g holding taps 4g..4g+3
+//          of each channel at bytes 4 ch + t % 4 (zero past the last tap); for 3x3 six more follow,
+//          two per kernel row kh: (w[kh][0], w[kh][1], w[kh][2], 0) and (0, w[kh][0], w[kh][1],
+//          w[kh][2]) in each channel's four bytes.
+struct DepthwiseWeights {
+  const int16_t* pairs;
+  const int8_t* quads;
+};
+
+// Output pixels [m_begin, m_end) of a depthwise convolution of at most kDepthwiseRowsMaxTaps taps;
+// e's residual, when set, points at pixel 0 of the residual tensor.
 // Returns false, having written nothing, for kernel sizes it does not take (the driver then runs
 // depthwise_pixel per pixel).
 constexpr int kDepthwiseRowsMaxTaps = 25;  // up to 5x5
-using DepthwiseRowsFn = bool (*)(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e,
-                                 uint8_t* y, int64_t m_begin, int64_t m_end);
+using DepthwiseRowsFn = bool (*)(const DepthwiseShape& s, const uint8_t* x, const DepthwiseWeights& w,
+                                 const TileEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end);
 
 // The walk the depthwise row kernels share (defined in conv.cpp, compiled without ISA flags: an
 // inline function here could be linked from a file built for a wider ISA). Per tap t of the
@@ -103,6 +116,7 @@ struct GemmKernels {
   // point are all below 128 (AVX2: vpmaddubsw, whose int16 pair sums cannot saturate then). Same
   // max_cols, max_rows and k_align.
   const GemmKernels* seven_bit = nullptr;
+  bool depthwise_quads = false;  // depthwise_rows reads DepthwiseWeights::quads
 };
 
 // PackedConvWeights::int16_blocks() from the int8 blocks: `blocks` blocks of k_alloc rows.

@@ -154,8 +154,9 @@ inline void depthwise_rows_taps(const DepthwiseShape& s, const uint8_t* x, const
 
 // Kernels of up to kDepthwiseRowsMaxTaps taps (the driver sends larger ones to depthwise_pixel);
 // 3x3 and 5x5 get the unrolled interior.
-inline bool depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e,
-                           uint8_t* y, int64_t m_begin, int64_t m_end) {
+inline bool depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const DepthwiseWeights& dw,
+                           const TileEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end) {
+  const int16_t* const w = dw.pairs;
   const int64_t taps = s.kernel_h * s.kernel_w;
   if (taps == 9) {
     depthwise_rows_taps<9>(s, x, w, e, y, m_begin, m_end);

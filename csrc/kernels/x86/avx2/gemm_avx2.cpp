@@ -626,10 +626,10 @@ bool with_row_taps(const DepthwiseShape& s, Fn&& fn) {
 }
 
 // The 7-bit kernels' depthwise_rows: 3x3 and 5x5 without a residual.
-bool depthwise_rows7(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
-                     int64_t m_begin, int64_t m_end) {
+bool depthwise_rows7(const DepthwiseShape& s, const uint8_t* x, const DepthwiseWeights& w, const TileEpilogue& e,
+                     uint8_t* y, int64_t m_begin, int64_t m_end) {
   if (e.residual != nullptr || e.input_zero_point >= 128) return false;
-  return with_row_taps(s, [&](auto t) { depthwise7<decltype(t)::value>(s, x, w, e, y, m_begin, m_end); });
+  return with_row_taps(s, [&](auto t) { depthwise7<decltype(t)::value>(s, x, w.pairs, e, y, m_begin, m_end); });
 }
 
 struct DotAvx2 {
@@ -639,9 +639,10 @@ struct DotAvx2 {
 };
 
 // 3x3 and 5x5; the driver runs other sizes through depthwise_pixel.
-bool depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
-                    int64_t m_begin, int64_t m_end) {
-  return with_row_taps(s, [&](auto t) { depthwise_rows_taps<decltype(t)::value>(s, x, w, e, y, m_begin, m_end); });
+bool depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const DepthwiseWeights& w, const TileEpilogue& e,
+                    uint8_t* y, int64_t m_begin, int64_t m_end) {
+  return with_row_taps(
+      s, [&](auto t) { depthwise_rows_taps<decltype(t)::value>(s, x, w.pairs, e, y, m_begin, m_end); });
 }
 
 GemmKernels make(bool seven_bit) {

@@ -224,10 +224,10 @@ inline __m512i transpose4x16(__m512i idx, __m256i lo, __m256i hi) {
 // weights of group g (zero past T). The products and sums are the same int32 values as
 // vpdpwssd's on the int16 pairs.
 template <int T, class Ptr>
-inline __m512i depthwise_quads16(Ptr ptr, const __m512i* wq, __m512i idx) {
+inline __m512i depthwise_quads16(Ptr ptr, const __m512i* wq, __m512i idx, __m512i init) {
   constexpr int kGroups = (T + 3) / 4;
   auto tap = [&](int t) { return reinterpret_cast<const __m128i*>(ptr(t < T ? t : 0)); };
-  __m512i acc[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+  __m512i acc[2] = {init, _mm512_setzero_si512()};
 #pragma GCC unroll 8
   for (int g = 0; g < kGroups; ++g) {
     const __m256i lo = _mm256_loadu2_m128i(tap(4 * g + 1), tap(4 * g));
@@ -237,31 +237,48 @@ inline __m512i depthwise_quads16(Ptr ptr, const __m512i* wq, __m512i idx) {
   return _mm512_add_epi32(acc[0], acc[1]);
 }
 
+// Two adjacent output pixels j, j + 1 of a 3x3 convolution with stride and dilation 1 along the
+// row: their windows share the middle columns, so each kernel row's four input columns j..j+3
+// (at row(kh), row(kh) + c, + 2c, + 3c), transposed once, give pixel j's sum with weights
+// (w0, w1, w2, 0) and pixel j + 1's with (0, w0, w1, w2) (wp[2 kh] and wp[2 kh + 1]): three
+// vpermi2b and twelve 16-byte loads per pair instead of six and twenty-four.
+template <class Row>
+inline void depthwise_pair16(Row row, int64_t c, const __m512i* wp, __m512i idx, __m512i init, __m512i& acc0,
+                             __m512i& acc1) {
+  acc0 = acc1 = init;
+#pragma GCC unroll 3
+  for (int kh = 0; kh < 3; ++kh) {
+    const uint8_t* r = row(kh);
+    const __m256i lo = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(r + c), reinterpret_cast<const __m128i*>(r));
+    const __m256i hi =
+        _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(r + 3 * c), reinterpret_cast<const __m128i*>(r + 2 * c));
+    const __m512i q = transpose4x16(idx, lo, hi);
+    dpbusd_in_place(acc0, q, wp[2 * kh]);
+    dpbusd_in_place(acc1, q, wp[2 * kh + 1]);
+  }
+}
+
 // The full 16-channel blocks with depthwise_quads16 (3x3: three vpdpbusd and three vpermb per
-// pixel and block instead of five vpdpwssd, nine vpmovzxbd and four shift-or pairs). Pixels outer
+// pixel and block instead of five vpdpwssd, nine vpmovzxbd and four shift-or pairs), and for 3x3
+// with stride and dilation 1 along rows, the inner pixels in pairs (depthwise_pair16). Pixels outer
 // in segments of up to kDepthwiseSegment of one output row, channel blocks inner: a segment's output and
 // input lines stay in L1 while every block passes over them (block-outer passes over the whole
-// image left each 16-byte store and load to miss L1; the stores bound the loop). Weights are
-// rearranged into vpdpbusd quads once per call; padding taps read a row of input zero points. The
-// last partial block, if any, goes to depthwise_rows_taps.
+// image left each 16-byte store and load to miss L1; the stores bound the loop). The weight quads
+// come packed (DepthwiseWeights::quads); padding taps read a row of input zero points. The last
+// partial block, if any, goes to depthwise_rows_taps.
 template <int T>
-void depthwise_rows_vbmi(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
-                         int64_t m_begin, int64_t m_end) {
-  constexpr int kGroups = (T + 3) / 4;
-  const int64_t c = s.channels, cp = (c + 15) / 16 * 16, full = c / 16 * 16, blocks = full / 16;
+void depthwise_rows_vbmi(const DepthwiseShape& s, const uint8_t* x, const DepthwiseWeights& w, const TileEpilogue& e,
+                         uint8_t* y, int64_t m_begin, int64_t m_end) {
+  constexpr int kGroups = (T + 3) / 4, kPerBlock = kGroups + (T == 9 ? 6 : 0);
+  const int64_t c = s.channels, full = c / 16 * 16;
   const DepthwiseGeometry geo = depthwise_geometry(s);
   int64_t off[T];  // a local copy: geo escapes to depthwise_segment, so y's stores could not be moved past its loads
   std::copy(geo.off, geo.off + T, off);
   const std::vector<uint8_t> zero_row(static_cast<size_t>(c), static_cast<uint8_t>(e.input_zero_point));
-  std::vector<int8_t> quads(static_cast<size_t>(blocks * kGroups * 64 + 64), 0);
-  int8_t* const wq_all = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(quads.data()) + 63) & ~uintptr_t{63});
-  for (int64_t b = 0; b < blocks; ++b) {
-    for (int t = 0; t < T; ++t) {
-      for (int ch = 0; ch < 16; ++ch) {
-        wq_all[(b * kGroups + t / 4) * 64 + 4 * ch + t % 4] =
-            static_cast<int8_t>(w[((t / 2) * cp + b * 16 + ch) * 2 + t % 2]);
-      }
-    }
+  const bool pairs = T == 9 && s.stride_w == 1 && s.dilation_w == 1;
+  int64_t row_off[3] = {};  // kernel row kh's offset from the window origin (pairs)
+  if (pairs) {
+    for (int kh = 0; kh < 3; ++kh) row_off[kh] = off[3 * kh];
   }
   alignas(64) int8_t idx_bytes[64];
   for (int i = 0; i < 64; ++i)
@@ -270,6 +287,11 @@ void depthwise_rows_vbmi(const DepthwiseShape& s, const uint8_t* x, const int16_
   const __m512i xz = _mm512_set1_epi32(e.input_zero_point);
   const __m512 lo = _mm512_set1_ps(e.lo), hi = _mm512_set1_ps(e.hi), rmult = _mm512_set1_ps(e.residual_multiplier);
   const __m512i yz = _mm512_set1_epi32(e.output_zero_point), rz = _mm512_set1_epi32(e.residual_zero_point);
+  const bool packs_clamp =
+      e.lo == static_cast<float>(-e.output_zero_point) && e.hi <= static_cast<float>(255 - e.output_zero_point);
+  const __m512i zp16 = _mm512_set1_epi16(static_cast<int16_t>(e.output_zero_point));
+  // After the packs, dword 4 L + d of lane L holds pixel d's channels 4L..4L+3 (d = 0, 1).
+  const __m512i pair_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 4, 8, 12, 1, 5, 9, 13);
   const uint8_t* const residual = e.residual;
   const int64_t step = s.stride_w * c;
   const uint8_t* p[kDepthwiseSegment][kDepthwiseRowsMaxTaps];  // border pixels' tap pointers at channel 0
@@ -280,45 +302,83 @@ void depthwise_rows_vbmi(const DepthwiseShape& s, const uint8_t* x, const int16_
     uint8_t* const yseg = y + m * c;
     const uint8_t* const rseg = residual != nullptr ? residual + m * c : nullptr;
     for (int64_t c0 = 0; c0 < full; c0 += 16) {
+      const int8_t* const wblock = w.quads + c0 / 16 * kPerBlock * 64;
       __m512i wq[kGroups];
-      for (int g = 0; g < kGroups; ++g) wq[g] = _mm512_load_si512(wq_all + (c0 / 16 * kGroups + g) * 64);
-      const __m512i zcs = _mm512_mullo_epi32(xz, _mm512_loadu_si512(e.col_sums + c0));
+      for (int g = 0; g < kGroups; ++g) wq[g] = _mm512_load_si512(wblock + g * 64);
+      // The sums start at -input_zero_point * column sum (as the GEMM tiles' accumulators do).
+      const __m512i nzcs =
+          _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_mullo_epi32(xz, _mm512_loadu_si512(e.col_sums + c0)));
       const __m512 mult = _mm512_loadu_ps(e.multiplier + c0), bias = _mm512_loadu_ps(e.bias + c0);
       // depthwise_rows_taps' epilogue, the same float32 operations in the same order.
-      auto finish = [&](__m512i acc, int64_t j) {
-        __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, zcs)), mult), bias);
+      auto value = [&](__m512i acc, int64_t j) {
+        __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult), bias);
         if (rseg != nullptr) {
           const __m512i r = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rseg + j * c + c0)));
           v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(r, rz)), rmult));
         }
-        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        return v;
+      };
+      auto finish = [&](__m512i acc, int64_t j) {
+        const __m512 v = _mm512_min_ps(_mm512_max_ps(value(acc, j), lo), hi);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(yseg + j * c + c0),
                          _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), yz)));
       };
+      // Two pixels at once. Where the lower clamp is the zero point's (lo == -zp), the saturating
+      // packs clamp below, as in the GEMM tiles' 64-column store (NaN and overflow included).
+      auto finish2 = [&](__m512i acc0, __m512i acc1, int64_t j) {
+        if (!packs_clamp) {
+          finish(acc0, j);
+          finish(acc1, j + 1);
+          return;
+        }
+        const __m512i q0 = _mm512_cvtps_epi32(_mm512_min_ps(hi, value(acc0, j)));
+        const __m512i q1 = _mm512_cvtps_epi32(_mm512_min_ps(hi, value(acc1, j + 1)));
+        const __m512i w16 = _mm512_adds_epi16(_mm512_packs_epi32(q0, q1), zp16);
+        const __m256i both = _mm512_castsi512_si256(_mm512_permutexvar_epi32(pair_order, _mm512_packus_epi16(w16, w16)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(yseg + j * c + c0), _mm256_castsi256_si128(both));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(yseg + (j + 1) * c + c0), _mm256_extracti128_si256(both, 1));
+      };
       for (int64_t j = 0; j < in_lo; ++j) {
-        finish(depthwise_quads16<T>([&](int t) { return p[j][t] + c0; }, wq, idx), j);
+        finish(depthwise_quads16<T>([&](int t) { return p[j][t] + c0; }, wq, idx, nzcs), j);
       }
-      for (int64_t j = in_lo; j < in_hi; ++j) {
+      int64_t j = in_lo;
+      if (pairs) {
+        __m512i wp[6];
+        for (int q = 0; q < 6; ++q) wp[q] = _mm512_load_si512(wblock + (kGroups + q) * 64);
+        for (; j + 1 < in_hi; j += 2) {
+          const uint8_t* const b = base + j * step + c0;
+          __m512i acc0, acc1;
+          depthwise_pair16([&](int kh) { return b + row_off[kh]; }, c, wp, idx, nzcs, acc0, acc1);
+          finish2(acc0, acc1, j);
+        }
+      }
+      for (; j + 1 < in_hi; j += 2) {  // other strides: two pixels per epilogue
         const uint8_t* const b = base + j * step + c0;
-        finish(depthwise_quads16<T>([&](int t) { return b + off[t]; }, wq, idx), j);
+        const __m512i acc0 = depthwise_quads16<T>([&](int t) { return b + off[t]; }, wq, idx, nzcs);
+        const __m512i acc1 = depthwise_quads16<T>([&](int t) { return b + step + off[t]; }, wq, idx, nzcs);
+        finish2(acc0, acc1, j);
+      }
+      for (; j < in_hi; ++j) {
+        const uint8_t* const b = base + j * step + c0;
+        finish(depthwise_quads16<T>([&](int t) { return b + off[t]; }, wq, idx, nzcs), j);
       }
       for (int64_t j = in_hi; j < count; ++j) {
-        finish(depthwise_quads16<T>([&](int t) { return p[j][t] + c0; }, wq, idx), j);
+        finish(depthwise_quads16<T>([&](int t) { return p[j][t] + c0; }, wq, idx, nzcs), j);
       }
     }
     m += count;
   }
-  if (full < c) avx512::depthwise_rows_taps<T>(s, x, w, e, y, m_begin, m_end, full);
+  if (full < c) avx512::depthwise_rows_taps<T>(s, x, w.pairs, e, y, m_begin, m_end, full);
 }
 
 // 3x3 and 5x5 on the vpdpbusd path where the CPU has VBMI; everything else as the AMX file does.
-bool depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w, const TileEpilogue& e, uint8_t* y,
-                    int64_t m_begin, int64_t m_end) {
+bool depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const DepthwiseWeights& w, const TileEpilogue& e,
+                    uint8_t* y, int64_t m_begin, int64_t m_end) {
   static const bool vbmi = cpu_has_avx512_vbmi();
   const int64_t taps = s.kernel_h * s.kernel_w;
-  if (vbmi && taps == 9) {
+  if (vbmi && w.quads != nullptr && taps == 9) {
     depthwise_rows_vbmi<9>(s, x, w, e, y, m_begin, m_end);
-  } else if (vbmi && taps == 25) {
+  } else if (vbmi && w.quads != nullptr && taps == 25) {
     depthwise_rows_vbmi<25>(s, x, w, e, y, m_begin, m_end);
   } else {
     return avx512::depthwise_rows(s, x, w, e, y, m_begin, m_end);
@@ -326,16 +386,22 @@ bool depthwise_rows(const DepthwiseShape& s, const uint8_t* x, const int16_t* w,
   return true;
 }
 
-const GemmKernels kKernels{gemm_tile,
-                           64,
-                           {0, kMaxRows[1], kMaxRows[2], kMaxRows[3], kMaxRows[4]},
-                           4,
-                           1,
-                           nullptr,
-                           nullptr,
-                           depthwise_pixel,
-                           depthwise_rows,
-                           gemm_indirect_tile};
+GemmKernels make() {
+  GemmKernels k{gemm_tile,
+                64,
+                {0, kMaxRows[1], kMaxRows[2], kMaxRows[3], kMaxRows[4]},
+                4,
+                1,
+                nullptr,
+                nullptr,
+                depthwise_pixel,
+                depthwise_rows,
+                gemm_indirect_tile};
+  k.depthwise_quads = true;
+  return k;
+}
+
+const GemmKernels kKernels = make();
 
 }  // namespace
 
