@@ -37,7 +37,9 @@ void f32_planes_to_u8_pixels(const QuantizeKernels& k, int64_t channels, int64_t
       const int64_t n = std::min(kBlock, p_end - b);
       for (int64_t c = 0; c < nc; ++c) k.f32_u8_quantize(n, x + (c0 + c) * hw + b, buf + c * kBlock, p);
       uint8_t* out = y + b * channels + c0;
-      if (nc == 3) {  // RGB: the common case, unrolled
+      if (channels == 3) {  // RGB: the common case
+        k.u8_interleave3(n, buf, buf + kBlock, buf + 2 * kBlock, out);
+      } else if (nc == 3) {
         for (int64_t i = 0; i < n; ++i, out += channels) {
           out[0] = buf[i];
           out[1] = buf[kBlock + i];

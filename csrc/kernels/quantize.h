@@ -39,6 +39,8 @@ struct QuantizeKernels {
   // mask may be null; otherwise mask[i] = 1 where x[i] was inside the clamping range, else 0.
   void (*f32_fake_quantize)(int64_t n, const float* x, float* y, uint8_t* mask,
                             const AffineParams& p);
+  // y[3 i + c] = plane c's byte i for i < n: three uint8 planes (an RGB image) as pixels.
+  void (*u8_interleave3)(int64_t n, const uint8_t* p0, const uint8_t* p1, const uint8_t* p2, uint8_t* y);
 };
 
 // Float planes to uint8 pixels (an NCHW image quantized straight into NHWC): pixels [p_begin,

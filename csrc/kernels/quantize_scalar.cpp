@@ -53,6 +53,14 @@ void fake_quantize_ref(int64_t n, const float* x, float* y, uint8_t* mask, const
   }
 }
 
+void interleave3_ref(int64_t n, const uint8_t* p0, const uint8_t* p1, const uint8_t* p2, uint8_t* y) {
+  for (int64_t i = 0; i < n; ++i, y += 3) {
+    y[0] = p0[i];
+    y[1] = p1[i];
+    y[2] = p2[i];
+  }
+}
+
 const QuantizeKernels kScalar = {
     Isa::kScalar,
     quantize_ref<uint8_t>,
@@ -66,6 +74,7 @@ const QuantizeKernels kScalar = {
     requantize_ref<uint8_t>,
     requantize_ref<int8_t>,
     fake_quantize_ref,
+    interleave3_ref,
 };
 
 }  // namespace

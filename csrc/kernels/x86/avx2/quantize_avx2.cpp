@@ -7,6 +7,7 @@
 
 #include "kernels/quantize.h"
 #include "kernels/x86/avx2/affine_avx2.h"
+#include "kernels/x86/interleave3.h"
 
 namespace tqx::kernels {
 namespace {
@@ -179,6 +180,7 @@ const QuantizeKernels kAvx2 = {
     requantize_avx2<uint8_t>,
     requantize_avx2<int8_t>,
     fake_quantize_avx2,
+    interleave3_ssse3,
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include "kernels/quantize.h"
 #include "kernels/x86/avx512/affine_avx512.h"
+#include "kernels/x86/interleave3.h"
 
 namespace tqx::kernels {
 namespace {
@@ -139,6 +140,7 @@ const QuantizeKernels kAvx512 = {
     requantize_avx512<uint8_t>,
     requantize_avx512<int8_t>,
     fake_quantize_avx512,
+    interleave3_ssse3,
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <utility>
@@ -65,59 +66,80 @@ inline void accumulate(__m512i (&acc)[R][NB], const uint8_t* const (&a)[R], int6
   }
 }
 
-template <int R, int NB>
+// The first 16 * NB bytes of `bytes` (the row's columns in order) to y.
+template <int NB>
+inline void store_columns(uint8_t* y, __m512i bytes) {
+  if constexpr (NB == 4) {
+    _mm512_storeu_si512(y, bytes);
+  } else if constexpr (NB == 2) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), _mm512_castsi512_si256(bytes));
+  } else if constexpr (NB == 1) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y), _mm512_castsi512_si128(bytes));
+  } else {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), _mm512_castsi512_si256(bytes));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + 32), _mm512_extracti32x4_epi32(bytes, 2));
+  }
+}
+
+// kRes: whether e.residual is set. Separate instantiations: with one test for both, GCC reloaded
+// e.residual from memory for every row (the stores to y might alias e).
+template <int R, int NB, bool kRes>
 inline void store(const __m512i (&acc)[R][NB], int64_t cols, const TileEpilogue& e, uint8_t* y, int64_t ldy) {
   const __m512i zero = _mm512_setzero_si512();
-  if constexpr (NB == 4) {
-    if (cols == 64) {
-      // Whole rows of 64 columns: the four vectors (each in [qmin, qmax], so the saturating packs
-      // are exact) packed to bytes and put back in column order with one vpermd, one store per row.
-      const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-      if (e.lo == static_cast<float>(-e.output_zero_point) && e.hi <= static_cast<float>(255 - e.output_zero_point)) {
-        // The lower clamp is the packs' saturation at 0: round(min(v, hi)) + zp saturated to
-        // [0, 255] equals the reference's round(clamp(v, lo, hi)) + zp, NaN and overflow
-        // included (vminps(hi, v) keeps NaN, vcvtps2dq makes it and overflow INT_MIN, which
-        // saturates to 0 = lo + zp; values above hi are hi). Five instructions per 16 columns
-        // instead of seven, the zero point added once per 32 as int16.
-        const __m512 hi = _mm512_set1_ps(e.hi);
-        const __m512i zp16 = _mm512_set1_epi16(static_cast<int16_t>(e.output_zero_point));
-        const __m512i rz = _mm512_set1_epi32(e.residual_zero_point);
-        const __m512 rmult = _mm512_set1_ps(e.residual_multiplier);
-#pragma GCC unroll 16
-        for (int i = 0; i < R; ++i) {
-          const uint8_t* res = e.residual != nullptr ? e.residual + i * ldy : nullptr;
-          __m512i q[4];
-#pragma GCC unroll 4
-          for (int j = 0; j < 4; ++j) {
-            __m512 v =
-                _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[i][j]), _mm512_loadu_ps(e.multiplier + 16 * j)),
-                              _mm512_loadu_ps(e.bias + 16 * j));
-            if (res != nullptr) {
-              const __m512i r = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(res + 16 * j)));
-              v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(r, rz)), rmult));
-            }
-            q[j] = _mm512_cvtps_epi32(_mm512_min_ps(hi, v));
-          }
-          const __m512i w01 = _mm512_adds_epi16(_mm512_packs_epi32(q[0], q[1]), zp16);
-          const __m512i w23 = _mm512_adds_epi16(_mm512_packs_epi32(q[2], q[3]), zp16);
-          _mm512_storeu_si512(y + i * ldy, _mm512_permutexvar_epi32(order, _mm512_packus_epi16(w01, w23)));
-        }
-        return;
-      }
+  const uint8_t* const residual = kRes ? e.residual : nullptr;
+  if (cols == 16 * NB) {
+    // Whole rows: the NB vectors (each in [qmin, qmax], so the saturating packs are exact) packed
+    // to bytes and put back in column order with one vpermd, one store per row (the masked
+    // vpmovdb store of the partial path below is slow on AMD cores). Fewer than four blocks pack
+    // some twice: after the packs, dword 4 L + j of lane L holds columns 4 L..4 L + 3 of block j
+    // for j < NB (a repeated block for j >= NB), so the permutation puts the NB blocks first, in order.
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    constexpr int j1 = NB > 1 ? 1 : 0, j2 = NB > 2 ? 2 : NB - 1, j3 = NB - 1;
+    if (e.lo == static_cast<float>(-e.output_zero_point) && e.hi <= static_cast<float>(255 - e.output_zero_point)) {
+      // The lower clamp is the packs' saturation at 0: round(min(v, hi)) + zp saturated to
+      // [0, 255] equals the reference's round(clamp(v, lo, hi)) + zp, NaN and overflow
+      // included (vminps(hi, v) keeps NaN, vcvtps2dq makes it and overflow INT_MIN, which
+      // saturates to 0 = lo + zp; values above hi are hi). Five instructions per 16 columns
+      // instead of seven, the zero point added once per 32 as int16.
+      const __m512 hi = _mm512_set1_ps(e.hi);
+      const __m512i zp16 = _mm512_set1_epi16(static_cast<int16_t>(e.output_zero_point));
+      const __m512i rz = _mm512_set1_epi32(e.residual_zero_point);
+      const __m512 rmult = _mm512_set1_ps(e.residual_multiplier);
 #pragma GCC unroll 16
       for (int i = 0; i < R; ++i) {
-        const uint8_t* res = e.residual != nullptr ? e.residual + i * ldy : nullptr;
-        __m512i q[4];
+        const uint8_t* res = kRes ? residual + i * ldy : nullptr;
+        __m512i q[NB];
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) {
-          q[j] = requantize16(acc[i][j], zero, e.multiplier + 16 * j, e.bias + 16 * j,
-                              res != nullptr ? res + 16 * j : nullptr, 0xFFFF, e);
+        for (int j = 0; j < NB; ++j) {
+          __m512 v =
+              _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[i][j]), _mm512_loadu_ps(e.multiplier + 16 * j)),
+                            _mm512_loadu_ps(e.bias + 16 * j));
+          if (kRes) {
+            const __m512i r = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(res + 16 * j)));
+            v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(r, rz)), rmult));
+          }
+          q[j] = _mm512_cvtps_epi32(_mm512_min_ps(hi, v));
         }
-        const __m512i bytes = _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
-        _mm512_storeu_si512(y + i * ldy, _mm512_permutexvar_epi32(order, bytes));
+        const __m512i w01 = _mm512_adds_epi16(_mm512_packs_epi32(q[0], q[j1]), zp16);
+        const __m512i w23 = NB > 2 ? _mm512_adds_epi16(_mm512_packs_epi32(q[j2], q[j3]), zp16) : w01;
+        store_columns<NB>(y + i * ldy, _mm512_permutexvar_epi32(order, _mm512_packus_epi16(w01, w23)));
       }
       return;
     }
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* res = kRes ? residual + i * ldy : nullptr;
+      __m512i q[NB];
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) {
+        q[j] = requantize16(acc[i][j], zero, e.multiplier + 16 * j, e.bias + 16 * j,
+                            kRes ? res + 16 * j : nullptr, 0xFFFF, e);
+      }
+      const __m512i w01 = _mm512_packs_epi32(q[0], q[j1]);
+      const __m512i w23 = NB > 2 ? _mm512_packs_epi32(q[j2], q[j3]) : w01;
+      store_columns<NB>(y + i * ldy, _mm512_permutexvar_epi32(order, _mm512_packus_epi16(w01, w23)));
+    }
+    return;
   }
 #pragma GCC unroll 4
   for (int j = 0; j < NB; ++j) {
@@ -125,14 +147,18 @@ inline void store(const __m512i (&acc)[R][NB], int64_t cols, const TileEpilogue&
     const __mmask16 mask = n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
-      const uint8_t* res = e.residual != nullptr ? e.residual + i * ldy + 16 * j : nullptr;
+      const uint8_t* res = kRes ? residual + i * ldy + 16 * j : nullptr;
       const __m512i q = requantize16(acc[i][j], zero, e.multiplier + 16 * j, e.bias + 16 * j, res, mask, e);
-      _mm512_mask_cvtepi32_storeu_epi8(y + i * ldy + 16 * j, mask, q);
+      if (n >= 16) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i * ldy + 16 * j), _mm512_cvtepi32_epi8(q));
+      } else {
+        _mm512_mask_cvtepi32_storeu_epi8(y + i * ldy + 16 * j, mask, q);
+      }
     }
   }
 }
 
-template <int R, int NB>
+template <int R, int NB, bool kRes>
 void tile(int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b, int64_t bstride,
           const TileEpilogue& e, uint8_t* y, int64_t ldy) {
   __m512i acc[R][NB];
@@ -141,11 +167,11 @@ void tile(int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const i
 #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) rows[i] = a + i * lda;
   accumulate(acc, rows, k_padded / 4, b, bstride);
-  store(acc, cols, e, y, ldy);
+  store<R, NB, kRes>(acc, cols, e, y, ldy);
 }
 
 // The implicit GEMM: per tap, each row's k_tap bytes start at its own pointer.
-template <int R, int NB>
+template <int R, int NB, bool kRes>
 void indirect_tile(int64_t cols, int64_t taps, int64_t k_tap, const uint8_t* const* a, int64_t a_offset,
                    const int8_t* b, int64_t bstride, const TileEpilogue& e, uint8_t* y, int64_t ldy) {
   __m512i acc[R][NB];
@@ -157,7 +183,7 @@ void indirect_tile(int64_t cols, int64_t taps, int64_t k_tap, const uint8_t* con
     for (int i = 0; i < R; ++i) rows[i] = a[i * taps + t] + a_offset;
     accumulate(acc, rows, k4, b, bstride);
   }
-  store(acc, cols, e, y, ldy);
+  store<R, NB, kRes>(acc, cols, e, y, ldy);
 }
 
 using TileImpl = void (*)(int64_t, int64_t, const uint8_t*, int64_t, const int8_t*, int64_t, const TileEpilogue&,
@@ -165,46 +191,58 @@ using TileImpl = void (*)(int64_t, int64_t, const uint8_t*, int64_t, const int8_
 using IndirectTileImpl = void (*)(int64_t, int64_t, int64_t, const uint8_t* const*, int64_t, const int8_t*, int64_t,
                                   const TileEpilogue&, uint8_t*, int64_t);
 
-template <int NB, int... Rs>
-constexpr TileImpl pick(int64_t rows, std::integer_sequence<int, Rs...>) {
-  TileImpl out = nullptr;
-  ((out = rows == Rs + 1 ? &tile<Rs + 1, NB> : out), ...);
-  return out;
-}
-
-template <int NB, int... Rs>
-constexpr IndirectTileImpl pick_indirect(int64_t rows, std::integer_sequence<int, Rs...>) {
-  IndirectTileImpl out = nullptr;
-  ((out = rows == Rs + 1 ? &indirect_tile<Rs + 1, NB> : out), ...);
-  return out;
-}
-
 constexpr int kMaxRows[5] = {0, 12, 12, 8, 6};
 
-template <int NB>
-TileImpl tile_for(int64_t rows) {
-  return pick<NB>(rows, std::make_integer_sequence<int, kMaxRows[NB]>());
+// The tiles by residual, number of 16-column blocks and rows: one indirect call per tile (a chain
+// of tests to find it cost a twentieth of a 1x1 convolution with 16 input channels).
+template <class Impl>
+using TileRow = std::array<Impl, 13>;  // by rows, 1..12
+
+template <bool kRes, int NB, int... Rs>
+constexpr TileRow<TileImpl> tiles_by_rows(std::integer_sequence<int, Rs...>) {
+  TileRow<TileImpl> t{};
+  ((t[Rs + 1] = &tile<Rs + 1, NB, kRes>), ...);
+  return t;
 }
 
-template <int NB>
-IndirectTileImpl indirect_tile_for(int64_t rows) {
-  return pick_indirect<NB>(rows, std::make_integer_sequence<int, kMaxRows[NB]>());
+template <bool kRes, int NB, int... Rs>
+constexpr TileRow<IndirectTileImpl> indirect_tiles_by_rows(std::integer_sequence<int, Rs...>) {
+  TileRow<IndirectTileImpl> t{};
+  ((t[Rs + 1] = &indirect_tile<Rs + 1, NB, kRes>), ...);
+  return t;
 }
 
-// By the number of 16-column blocks (1..4).
-constexpr TileImpl (*kTiles[5])(int64_t) = {nullptr, tile_for<1>, tile_for<2>, tile_for<3>, tile_for<4>};
-constexpr IndirectTileImpl (*kIndirectTiles[5])(int64_t) = {nullptr, indirect_tile_for<1>, indirect_tile_for<2>,
-                                                            indirect_tile_for<3>, indirect_tile_for<4>};
+template <bool kRes>
+constexpr std::array<TileRow<TileImpl>, 5> tile_table() {
+  return {TileRow<TileImpl>{}, tiles_by_rows<kRes, 1>(std::make_integer_sequence<int, kMaxRows[1]>()),
+          tiles_by_rows<kRes, 2>(std::make_integer_sequence<int, kMaxRows[2]>()),
+          tiles_by_rows<kRes, 3>(std::make_integer_sequence<int, kMaxRows[3]>()),
+          tiles_by_rows<kRes, 4>(std::make_integer_sequence<int, kMaxRows[4]>())};
+}
+
+template <bool kRes>
+constexpr std::array<TileRow<IndirectTileImpl>, 5> indirect_tile_table() {
+  return {TileRow<IndirectTileImpl>{}, indirect_tiles_by_rows<kRes, 1>(std::make_integer_sequence<int, kMaxRows[1]>()),
+          indirect_tiles_by_rows<kRes, 2>(std::make_integer_sequence<int, kMaxRows[2]>()),
+          indirect_tiles_by_rows<kRes, 3>(std::make_integer_sequence<int, kMaxRows[3]>()),
+          indirect_tiles_by_rows<kRes, 4>(std::make_integer_sequence<int, kMaxRows[4]>())};
+}
+
+// [residual][blocks][rows]
+constexpr std::array<std::array<TileRow<TileImpl>, 5>, 2> kTiles = {tile_table<false>(), tile_table<true>()};
+constexpr std::array<std::array<TileRow<IndirectTileImpl>, 5>, 2> kIndirectTiles = {indirect_tile_table<false>(),
+                                                                                   indirect_tile_table<true>()};
 
 void gemm_tile(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b,
                int64_t b_stride, const TileEpilogue& e, uint8_t* y, int64_t ldy) {
-  kTiles[(cols + 15) / 16](rows)(cols, k_padded, a, lda, b, b_stride, e, y, ldy);
+  kTiles[e.residual != nullptr][(cols + 15) / 16][rows](cols, k_padded, a, lda, b, b_stride, e, y, ldy);
 }
 
 void gemm_indirect_tile(int64_t rows, int64_t cols, int64_t taps, int64_t k_tap, const uint8_t* const* a,
                         int64_t a_offset, const int8_t* b, int64_t b_stride, const TileEpilogue& e, uint8_t* y,
                         int64_t ldy) {
-  kIndirectTiles[(cols + 15) / 16](rows)(cols, taps, k_tap, a, a_offset, b, b_stride, e, y, ldy);
+  kIndirectTiles[e.residual != nullptr][(cols + 15) / 16][rows](cols, taps, k_tap, a, a_offset, b, b_stride, e, y,
+                                                                ldy);
 }
 
 using avx512::depthwise_pixel;
