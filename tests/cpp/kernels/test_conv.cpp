@@ -156,6 +156,8 @@ const std::vector<SimdCase>& simd_cases() {
       {1, 6, 6, 4, 4, 3, 3, 1, 3, 1, 4},       // depthwise, padding wider than the kernel
       {1, 9, 10, 24, 24, 3, 3, 1, 2, 2, 24},   // depthwise, dilation 2 (runs of inner windows)
       {1, 11, 12, 40, 40, 5, 5, 2, 2, 1, 40},  // depthwise 5x5, stride 2, channel tail
+      {1, 4, 150, 48, 48, 3, 3, 1, 1, 1, 48},  // depthwise, rows of three segments (kDepthwiseSegment)
+      {1, 5, 141, 35, 35, 3, 3, 2, 1, 1, 35},  // depthwise, stride 2, two segments, channel tail
       {13, 1, 1, 40, 70, 1, 1, 1, 0, 1, 1},    // linear: 13 rows
       {1, 1, 1, 2048, 130, 1, 1, 1, 0, 1, 1},  // linear: long k (accumulator range)
       {1, 13, 11, 64, 130, 3, 3, 1, 1, 1, 1},  // rows over several im2col blocks, 3 column tiles
