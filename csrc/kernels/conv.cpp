@@ -50,14 +50,6 @@ const GemmKernels* gemm_kernels_for(Isa isa) {
   return nullptr;
 }
 
-// Per-call epilogue vectors, padded with zeros to whole 16-column blocks per group so that the
-// microkernels may read full vectors.
-struct PaddedEpilogue {
-  std::vector<int32_t> col_sums;
-  std::vector<float> multiplier, bias;
-  int64_t group_stride;
-  bool int_clamp;  // TileEpilogue::int_clamp for the whole call
-};
 
 // True when |v| < 2^30 for every value requantize8 can compute in this call: |sum (x - x_zp) * w|
 // is at most k * 255 * 128. Float rounding of the products cannot then reach 2^31, where
@@ -75,12 +67,14 @@ bool requantize_fits_int32(const PackedConvWeights& w, const ConvEpilogue& e) {
   return bound < 1073741824.0;
 }
 
-PaddedEpilogue pad_epilogue(const PackedConvWeights& w, const ConvEpilogue& e) {
+}  // namespace
+
+PreparedEpilogue prepare_epilogue(const PackedConvWeights& w, const ConvEpilogue& e) {
   const int64_t cout_g = w.out_c / w.groups;
   const int64_t stride = w.depthwise ? round_up(w.out_c, 16) : w.n_blocks * 16;
   const int64_t groups = w.depthwise ? 1 : w.groups, per = w.depthwise ? w.out_c : cout_g;
-  PaddedEpilogue p{std::vector<int32_t>(groups * stride), std::vector<float>(groups * stride),
-                   std::vector<float>(groups * stride), stride, requantize_fits_int32(w, e)};
+  PreparedEpilogue p{std::vector<int32_t>(groups * stride), std::vector<float>(groups * stride),
+                     std::vector<float>(groups * stride), stride, requantize_fits_int32(w, e)};
   for (int64_t g = 0; g < groups; ++g) {
     for (int64_t c = 0; c < per; ++c) {
       p.col_sums[g * stride + c] = w.col_sums[g * per + c];
@@ -91,7 +85,9 @@ PaddedEpilogue pad_epilogue(const PackedConvWeights& w, const ConvEpilogue& e) {
   return p;
 }
 
-TileEpilogue tile_epilogue(const PaddedEpilogue& p, int64_t offset, const ConvEpilogue& e) {
+namespace {
+
+TileEpilogue tile_epilogue(const PreparedEpilogue& p, int64_t offset, const ConvEpilogue& e) {
   return TileEpilogue{p.col_sums.data() + offset,
                       p.multiplier.data() + offset,
                       p.bias.data() + offset,
@@ -307,7 +303,7 @@ struct TileSession {
 // Calls tile(r, rows_here, cols, n0, epilogue, out) for each output tile of group g over the rows
 // [mb, mb + rows): column blocks of the kernel's width, row runs of its height for that width.
 template <typename Tile>
-void for_each_tile(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const PaddedEpilogue& pe,
+void for_each_tile(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const PreparedEpilogue& pe,
                    const ConvEpilogue& e, int64_t g, int64_t mb, int64_t rows, uint8_t* y, const Tile& tile) {
   const int64_t cout_g = w.out_c / w.groups;
   for (int64_t n0 = 0; n0 < cout_g; n0 += k.max_cols) {
@@ -332,7 +328,7 @@ void for_each_tile(const GemmKernels& k, const ConvShape& s, const PackedConvWei
 // Convolutions whose per-group input channels fill whole k-groups: the tiles read the input through
 // an indirection buffer, with no im2col copy.
 void gemm_rows_indirect(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
-                        const ConvEpilogue& e, const PaddedEpilogue& pe, uint8_t* y, int64_t m_begin, int64_t m_end) {
+                        const ConvEpilogue& e, const PreparedEpilogue& pe, uint8_t* y, int64_t m_begin, int64_t m_end) {
   const int64_t cin_g = w.in_c_per_group, b_stride = w.k_alloc * 16;
   const int64_t taps = s.kernel_h * s.kernel_w;
   thread_local std::vector<const uint8_t*> pointers;
@@ -377,13 +373,12 @@ bool rows_below_128(const uint8_t* a, int64_t rows, int64_t k, int64_t lda) {
 }
 
 void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
-               const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end) {
+               const ConvEpilogue& e, const PreparedEpilogue& pe, uint8_t* y, int64_t m_begin, int64_t m_end) {
   const int64_t k_eff = round_up(w.k, k.k_align);
   // A 1x1 stride-1 convolution reads its rows straight from x when they are whole k-steps long.
   const bool direct = s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
                       s.pad_w == 0 && w.groups == 1 && s.in_c % k.k_align == 0;
   const int64_t pixels = s.batch * s.out_h * s.out_w;
-  const PaddedEpilogue pe = pad_epilogue(w, e);
   if (!direct && k.indirect_tile != nullptr && w.in_c_per_group % k.k_align == 0) {
     gemm_rows_indirect(k, s, w, x, e, pe, y, m_begin, m_end);
     return;
@@ -440,8 +435,7 @@ void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights
 }
 
 void depthwise_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
-                    const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end) {
-  const PaddedEpilogue pe = pad_epilogue(w, e);
+                    const ConvEpilogue& e, const PreparedEpilogue& pe, uint8_t* y, int64_t m_begin, int64_t m_end) {
   TileEpilogue te = tile_epilogue(pe, 0, e);
   if (k.depthwise_rows != nullptr && s.kernel_h * s.kernel_w <= kDepthwiseRowsMaxTaps) {
     te.residual = e.residual;
@@ -648,7 +642,7 @@ PackedConvWeights pack_conv_weights(const int8_t* ohwi, int64_t out_c, int64_t k
 }
 
 void conv2d_u8s8_nhwc_packed(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x, const ConvEpilogue& e,
-                             uint8_t* y, int64_t m_begin, int64_t m_end, Isa isa) {
+                             uint8_t* y, int64_t m_begin, int64_t m_end, Isa isa, const PreparedEpilogue* prepared) {
   if (m_begin >= m_end) return;
   const GemmKernels* k = gemm_kernels_for(isa);
   // A few rows (a linear layer at batch 1) fill a fraction of an AMX tile: vpdpbusd is faster there.
@@ -657,10 +651,17 @@ void conv2d_u8s8_nhwc_packed(const ConvShape& s, const PackedConvWeights& w, con
   }
   if (k == nullptr) {
     conv2d_u8s8_nhwc_scalar_rows(s, x, w.ohwi.data(), e, y, m_begin, m_end);
-  } else if (w.depthwise) {
-    depthwise_rows(*k, s, w, x, e, y, m_begin, m_end);
+    return;
+  }
+  PreparedEpilogue local;
+  if (prepared == nullptr) {
+    local = prepare_epilogue(w, e);
+    prepared = &local;
+  }
+  if (w.depthwise) {
+    depthwise_rows(*k, s, w, x, e, *prepared, y, m_begin, m_end);
   } else {
-    gemm_rows(*k, s, w, x, e, y, m_begin, m_end);
+    gemm_rows(*k, s, w, x, e, *prepared, y, m_begin, m_end);
   }
 }
 

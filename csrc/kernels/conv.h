@@ -101,11 +101,27 @@ struct PackedConvWeights {
 PackedConvWeights pack_conv_weights(const int8_t* ohwi, int64_t out_c, int64_t kernel_h, int64_t kernel_w,
                                     int64_t in_c_per_group, int64_t groups);
 
+// The epilogue vectors the microkernels read: each output channel's weight sum, multiplier and
+// bias, padded with zeros to whole 16-column blocks per group (so that kernels may read full
+// vectors), and whether no value before the clamp can overflow int32 (TileEpilogue::int_clamp).
+// They depend on the weights and on e's multiplier, bias, residual (set or not) and residual
+// multiplier only.
+struct PreparedEpilogue {
+  std::vector<int32_t> col_sums;
+  std::vector<float> multiplier, bias;
+  int64_t group_stride = 0;
+  bool int_clamp = false;
+};
+PreparedEpilogue prepare_epilogue(const PackedConvWeights& w, const ConvEpilogue& e);
+
 // Output pixels [m_begin, m_end) of the convolution with packed weights on the kernels of `isa`
 // (capped to what was compiled). Bit-exact with the scalar reference for every ISA; the caller
 // splits the pixel range over threads, and the result does not depend on the split.
+// prepared: null (each call prepares its own), or prepare_epilogue(w, e) made earlier, for a
+// caller that runs the layer again with the same multipliers (ops/conv.cpp keeps one per layer).
 void conv2d_u8s8_nhwc_packed(const ConvShape& s, const PackedConvWeights& w, const uint8_t* x,
-                             const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end, Isa isa);
+                             const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end, Isa isa,
+                             const PreparedEpilogue* prepared = nullptr);
 
 // Whole convolution, single-threaded, on active_isa().
 void conv2d_u8s8_nhwc(const ConvShape& s, const uint8_t* x, const int8_t* w, const ConvEpilogue& e, uint8_t* y);

@@ -126,6 +126,32 @@ def test_conv2d_add_is_one_rounding_of_conv_plus_residual(cin, cout, k, stride, 
         torch.ops.quantx.conv2d_add(qx, packed, qres[:, :, :1], 0.05, 100, relu)
 
 
+def test_packed_layer_called_with_other_scales_gives_a_fresh_layers_bytes():
+    """A packed layer keeps the epilogue of its last scales (ops/conv.cpp, PackedConv::requant): a
+    layer shared by call sites with other scales, or a residual at one site only, must still give
+    what a freshly packed layer gives for each call, in any order."""
+    g = torch.Generator().manual_seed(5)
+    qw = quantized_weight(24, 16, 3)
+    bias = torch.randn(24, generator=g)
+
+    def pack():
+        return torch.ops.quantx.conv_prepack(qw.int_repr(), qw.q_per_channel_scales().float(), bias, [1, 1], [1, 1],
+                                             [1, 1], 1)
+
+    shared = pack()
+    x = torch.randn(1, 16, 9, 9, generator=g)
+    qres = torch.quantize_per_tensor(torch.randn(1, 24, 9, 9, generator=g), 0.04, 130, torch.quint8)
+    calls = [(0.03, 0.05, None), (0.03, 0.5, None), (0.02, 0.05, None), (0.03, 0.05, qres), (0.03, 0.05, None),
+             (0.03, 0.05, qres), (0.03, 0.05, None)]
+    for x_scale, y_scale, res in calls + calls[::-1]:
+        qx = torch.quantize_per_tensor(x, x_scale, 120, torch.quint8)
+        if res is None:
+            got, want = (torch.ops.quantx.conv2d(qx, p, y_scale, 100, False) for p in (shared, pack()))
+        else:
+            got, want = (torch.ops.quantx.conv2d_add(qx, p, res, y_scale, 100, False) for p in (shared, pack()))
+        assert torch.equal(got.int_repr(), want.int_repr()), (x_scale, y_scale, res is not None)
+
+
 def test_quantize_nhwc_equals_torch_and_is_channels_last():
     x = torch.randn(2, 3, 17, 19) * 3
     ours = torch.ops.quantx.quantize_nhwc(x, 0.02, 128)
