@@ -574,7 +574,7 @@ const int8_t* PackedConvWeights::depthwise_quads() const {
   const int64_t taps = kernel_h * kernel_w;
   if (!depthwise || (taps != 9 && taps != 25)) return nullptr;
   std::call_once(quads_->once, [this, taps] {
-    const int64_t groups = (taps + 3) / 4, per_block = groups + (taps == 9 ? 6 : 0);
+    const int64_t groups = (taps + 3) / 4, per_block = groups + (taps == 9 ? 18 : 0);
     const int64_t blocks = (out_c + 15) / 16;
     quads_->data = AlignedBytes(static_cast<size_t>(blocks * per_block * 64));
     auto* q = reinterpret_cast<int8_t*>(quads_->data.data());
@@ -583,9 +583,9 @@ const int8_t* PackedConvWeights::depthwise_quads() const {
       for (int64_t t = 0; t < taps; ++t) {
         const int8_t v = ohwi[c * taps + t];
         blk[t / 4 * 64 + t % 4] = v;
-        if (taps == 9) {  // the pair quads of kernel row t / 3
-          blk[(groups + 2 * (t / 3)) * 64 + t % 3] = v;
-          blk[(groups + 2 * (t / 3) + 1) * 64 + t % 3 + 1] = v;
+        for (int64_t d = -3; taps == 9 && d <= 2; ++d) {  // kernel row t / 3 shifted by d: byte i = tap i + d
+          const int64_t i = t % 3 - d;
+          if (i >= 0 && i < 4) blk[(groups + 6 * (t / 3) + d + 3) * 64 + i] = v;
         }
       }
     }

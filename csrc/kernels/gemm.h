@@ -55,9 +55,10 @@ struct DepthwiseShape {
 //   quads: null unless the kernels ask for them (GemmKernels::depthwise_quads) and the kernel is 3x3
 //          or 5x5 (PackedConvWeights::depthwise_quads()). Per block of 16 channels (channels
 //          rounded up to 16), (taps + 3) / 4 vectors of 64 bytes, vector g holding taps 4g..4g+3
-//          of each channel at bytes 4 ch + t % 4 (zero past the last tap); for 3x3 six more follow,
-//          two per kernel row kh: (w[kh][0], w[kh][1], w[kh][2], 0) and (0, w[kh][0], w[kh][1],
-//          w[kh][2]) in each channel's four bytes.
+//          of each channel at bytes 4 ch + t % 4 (zero past the last tap); for 3x3 eighteen more
+//          follow, six per kernel row kh: its weights shifted by d = -3..2 within a quad of input
+//          columns, byte 4 ch + i holding w[kh][i + d] where 0 <= i + d <= 2 and zero elsewhere
+//          (d = 0: (w0, w1, w2, 0); d = -1: (0, w0, w1, w2); d = 2: (w2, 0, 0, 0)).
 struct DepthwiseWeights {
   const int16_t* pairs;
   const int8_t* quads;

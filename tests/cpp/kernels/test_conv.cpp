@@ -1,7 +1,10 @@
 // int8 convolution and add reference kernels against independent integer/double arithmetic.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -158,6 +161,7 @@ const std::vector<SimdCase>& simd_cases() {
       {1, 11, 12, 40, 40, 5, 5, 2, 2, 1, 40},  // depthwise 5x5, stride 2, channel tail
       {1, 4, 150, 48, 48, 3, 3, 1, 1, 1, 48},  // depthwise, rows of three segments (kDepthwiseSegment)
       {1, 5, 141, 35, 35, 3, 3, 2, 1, 1, 35},  // depthwise, stride 2, two segments, channel tail
+      {1, 5, 39, 32, 32, 3, 3, 2, 0, 1, 32},   // depthwise, stride 2, no padding: windows reach x's end
       {13, 1, 1, 40, 70, 1, 1, 1, 0, 1, 1},    // linear: 13 rows
       {1, 1, 1, 2048, 130, 1, 1, 1, 0, 1, 1},  // linear: long k (accumulator range)
       {1, 13, 11, 64, 130, 3, 3, 1, 1, 1, 1},  // rows over several im2col blocks, 3 column tiles
@@ -208,6 +212,41 @@ TEST(ConvSimd, BitExactWithReferenceOnEveryIsa) {
         ASSERT_EQ(y, ref);
       }
     }
+  }
+}
+
+// The input ending right before an inaccessible page: kernels that load whole vectors or read
+// columns past a window (im2col's 16-byte moves, the depthwise pairs' column quads, whose last
+// columns have zero weights) must stay inside x. Every case of simd_cases(), every ISA, with
+// 7-bit and 8-bit activations; a read past x is a crash here, not a wrong byte.
+TEST(ConvSimd, NoKernelReadsPastTheInput) {
+  const auto isas = simd_isas();
+  ASSERT_FALSE(isas.empty());
+  const auto page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  uint32_t seed = 29;
+  for (const SimdCase& t : simd_cases()) {
+    const ConvData d = make_conv(t, seed++);
+    const kernels::PackedConvWeights p =
+        kernels::pack_conv_weights(d.w.data(), t.oc, t.kh, t.kw, t.c / t.groups, t.groups);
+    const size_t bytes = (d.x.size() + page - 1) / page * page;
+    void* mem = mmap(nullptr, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(mem, MAP_FAILED);
+    ASSERT_EQ(mprotect(static_cast<uint8_t*>(mem) + bytes, page, PROT_NONE), 0);
+    uint8_t* const x = static_cast<uint8_t*>(mem) + bytes - d.x.size();
+    for (int bits : {8, 7}) {
+      ConvData v = d;
+      for (auto& b : v.x) b = bits == 7 ? static_cast<uint8_t>(b & 127) : b;
+      std::memcpy(x, v.x.data(), v.x.size());
+      const kernels::ConvEpilogue e{bits == 7 ? 64 : 97, v.mult.data(), v.bias.data(), 128, 0, 255};
+      const std::vector<uint8_t> ref = run_reference(v, e);
+      for (Isa isa : isas) {
+        std::vector<uint8_t> y(ref.size(), 3);
+        kernels::conv2d_u8s8_nhwc_packed(v.s, p, x, e, y.data(), 0, v.s.batch * v.s.out_h * v.s.out_w, isa);
+        ASSERT_EQ(y, ref) << kernels::isa_name(isa) << " c=" << t.c << " oc=" << t.oc << " k=" << t.kh << "x" << t.kw
+                          << " groups=" << t.groups << " bits=" << bits;
+      }
+    }
+    munmap(mem, bytes + page);
   }
 }
 

@@ -275,24 +275,55 @@ inline __m512i depthwise_quads16(Ptr ptr, const __m512i* wq, __m512i idx, __m512
   return _mm512_add_epi32(acc[0], acc[1]);
 }
 
+// The quad of input columns at r, r + c, r + 2c, r + 3c (16 channels each), transposed to vpdpbusd's
+// layout: byte 4 ch + i is column i's channel ch.
+inline __m512i column_quad16(const uint8_t* r, int64_t c, __m512i idx) {
+  const __m256i lo = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(r + c), reinterpret_cast<const __m128i*>(r));
+  const __m256i hi =
+      _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(r + 3 * c), reinterpret_cast<const __m128i*>(r + 2 * c));
+  return transpose4x16(idx, lo, hi);
+}
+
+// Kernel row kh's weights shifted by d (-3..2) within a quad of columns (DepthwiseWeights::quads).
+inline __m512i shifted_weights(const int8_t* shifts, int kh, int d) {
+  return _mm512_load_si512(shifts + (kh * 6 + d + 3) * 64);
+}
+
 // Two adjacent output pixels j, j + 1 of a 3x3 convolution with stride and dilation 1 along the
-// row: their windows share the middle columns, so each kernel row's four input columns j..j+3
-// (at row(kh), row(kh) + c, + 2c, + 3c), transposed once, give pixel j's sum with weights
-// (w0, w1, w2, 0) and pixel j + 1's with (0, w0, w1, w2) (wp[2 kh] and wp[2 kh + 1]): three
-// vpermi2b and twelve 16-byte loads per pair instead of six and twenty-four.
+// row: their windows share the middle columns, so each kernel row's four input columns j..j+3,
+// transposed once, give pixel j's sum with the weights shifted by 0, (w0, w1, w2, 0) (w[2 kh]),
+// and pixel j + 1's with them shifted by -1, (0, w0, w1, w2) (w[2 kh + 1]).
 template <class Row>
-inline void depthwise_pair16(Row row, int64_t c, const __m512i* wp, __m512i idx, __m512i init, __m512i& acc0,
+inline void depthwise_pair16(Row row, int64_t c, const __m512i (&w)[6], __m512i idx, __m512i init, __m512i& acc0,
                              __m512i& acc1) {
   acc0 = acc1 = init;
 #pragma GCC unroll 3
   for (int kh = 0; kh < 3; ++kh) {
-    const uint8_t* r = row(kh);
-    const __m256i lo = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(r + c), reinterpret_cast<const __m128i*>(r));
-    const __m256i hi =
-        _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(r + 3 * c), reinterpret_cast<const __m128i*>(r + 2 * c));
-    const __m512i q = transpose4x16(idx, lo, hi);
-    dpbusd_in_place(acc0, q, wp[2 * kh]);
-    dpbusd_in_place(acc1, q, wp[2 * kh + 1]);
+    const __m512i q = column_quad16(row(kh), c, idx);
+    dpbusd_in_place(acc0, q, w[2 * kh]);
+    dpbusd_in_place(acc1, q, w[2 * kh + 1]);
+  }
+}
+
+// Two adjacent output pixels j, j + 1 of a 3x3 convolution with stride 2 and dilation 1 along the
+// row. Their windows span five input columns; per kernel row, the quad of columns 0..3 (q0[kh],
+// carried over from the pair before) gives pixel j's sum with the weights shifted by 0 (w[3 kh])
+// and pixel j + 1's columns 2, 3 with them shifted by -2, (0, 0, w0, w1) (w[3 kh + 1]); the quad
+// of columns 4..7, made here and left in q0[kh] for the next pair, gives its column 4 with them
+// shifted by 2, (w2, 0, 0, 0) (w[3 kh + 2]). Three vpermi2b per pair instead of six. (The same
+// for stride 1, four pixels per two quads, measured slower: its eighteen weight vectors do not
+// stay in registers, and the loads bound these kernels.)
+template <class Row>
+inline void depthwise_stride2_pair16(Row row, int64_t c, const __m512i (&w)[9], __m512i idx, __m512i init,
+                                     __m512i (&q0)[3], __m512i& acc0, __m512i& acc1) {
+  acc0 = acc1 = init;
+#pragma GCC unroll 3
+  for (int kh = 0; kh < 3; ++kh) {
+    const __m512i q1 = column_quad16(row(kh) + 4 * c, c, idx);
+    dpbusd_in_place(acc0, q0[kh], w[3 * kh]);
+    dpbusd_in_place(acc1, q0[kh], w[3 * kh + 1]);
+    dpbusd_in_place(acc1, q1, w[3 * kh + 2]);
+    q0[kh] = q1;
   }
 }
 
@@ -307,15 +338,18 @@ inline void depthwise_pair16(Row row, int64_t c, const __m512i* wp, __m512i idx,
 template <int T>
 void depthwise_rows_vbmi(const DepthwiseShape& s, const uint8_t* x, const DepthwiseWeights& w, const TileEpilogue& e,
                          uint8_t* y, int64_t m_begin, int64_t m_end) {
-  constexpr int kGroups = (T + 3) / 4, kPerBlock = kGroups + (T == 9 ? 6 : 0);
+  constexpr int kGroups = (T + 3) / 4, kPerBlock = kGroups + (T == 9 ? 18 : 0);
   const int64_t c = s.channels, full = c / 16 * 16;
   const DepthwiseGeometry geo = depthwise_geometry(s);
   int64_t off[T];  // a local copy: geo escapes to depthwise_segment, so y's stores could not be moved past its loads
   std::copy(geo.off, geo.off + T, off);
   const std::vector<uint8_t> zero_row(static_cast<size_t>(c), static_cast<uint8_t>(e.input_zero_point));
-  const bool pairs = T == 9 && s.stride_w == 1 && s.dilation_w == 1;
-  int64_t row_off[3] = {};  // kernel row kh's offset from the window origin (pairs)
-  if (pairs) {
+  // 3x3 with dilation 1 along rows and stride 1 or 2: inner pixels in pairs (depthwise_pair16,
+  // depthwise_stride2_pair16).
+  const bool shifted = T == 9 && s.dilation_w == 1 && (s.stride_w == 1 || s.stride_w == 2);
+  const bool pairs = shifted && s.stride_w == 1;
+  int64_t row_off[3] = {};  // kernel row kh's offset from the window origin
+  if (shifted) {
     for (int kh = 0; kh < 3; ++kh) row_off[kh] = off[3 * kh];
   }
   alignas(64) int8_t idx_bytes[64];
@@ -338,6 +372,10 @@ void depthwise_rows_vbmi(const DepthwiseShape& s, const uint8_t* x, const Depthw
     const int64_t count = seg.count, in_lo = seg.in_lo, in_hi = seg.in_hi;
     const uint8_t* const base = seg.base;
     uint8_t* const yseg = y + m * c;
+    // Pixels before group_end have their window's first column at most in_w - 8.
+    const int64_t ow0 = m % s.out_w;
+    const int64_t group_end =
+        s.in_w - 8 + s.pad_w < 0 ? 0 : std::max<int64_t>(0, (s.in_w - 8 + s.pad_w) / s.stride_w + 1 - ow0);
     const uint8_t* const rseg = residual != nullptr ? residual + m * c : nullptr;
     for (int64_t c0 = 0; c0 < full; c0 += 16) {
       const int8_t* const wblock = w.quads + c0 / 16 * kPerBlock * 64;
@@ -380,14 +418,37 @@ void depthwise_rows_vbmi(const DepthwiseShape& s, const uint8_t* x, const Depthw
         finish(depthwise_quads16<T>([&](int t) { return p[j][t] + c0; }, wq, idx, nzcs), j);
       }
       int64_t j = in_lo;
+      const int8_t* const shifts = wblock + kGroups * 64;
       if (pairs) {
         __m512i wp[6];
-        for (int q = 0; q < 6; ++q) wp[q] = _mm512_load_si512(wblock + (kGroups + q) * 64);
+        for (int kh = 0; kh < 3; ++kh) {
+          wp[2 * kh] = shifted_weights(shifts, kh, 0);
+          wp[2 * kh + 1] = shifted_weights(shifts, kh, -1);
+        }
         for (; j + 1 < in_hi; j += 2) {
           const uint8_t* const b = base + j * step + c0;
           __m512i acc0, acc1;
           depthwise_pair16([&](int kh) { return b + row_off[kh]; }, c, wp, idx, nzcs, acc0, acc1);
           finish2(acc0, acc1, j);
+        }
+      } else if (shifted) {
+        // Pairs whose eight columns lie inside the input row (the last ones are read, with zero
+        // weights: they must be readable).
+        const int64_t last = std::min(in_hi - 2, group_end - 1);
+        if (j <= last) {
+          __m512i w2[9], q0[3];
+          for (int kh = 0; kh < 3; ++kh) {
+            w2[3 * kh] = shifted_weights(shifts, kh, 0);
+            w2[3 * kh + 1] = shifted_weights(shifts, kh, -2);
+            w2[3 * kh + 2] = shifted_weights(shifts, kh, 2);
+            q0[kh] = column_quad16(base + j * step + c0 + row_off[kh], c, idx);
+          }
+          for (; j <= last; j += 2) {
+            const uint8_t* const b = base + j * step + c0;
+            __m512i acc0, acc1;
+            depthwise_stride2_pair16([&](int kh) { return b + row_off[kh]; }, c, w2, idx, nzcs, q0, acc0, acc1);
+            finish2(acc0, acc1, j);
+          }
         }
       }
       for (; j + 1 < in_hi; j += 2) {  // other strides: two pixels per epilogue
