@@ -78,6 +78,40 @@ void BM_ConvBits(benchmark::State& state, Isa isa, bool seven_bit, bool residual
   }
 }
 
+// The same convolution with its weights out of cache, as in a whole model, where every layer's
+// weights are evicted by the rest of the network before the next inference: the benchmark cycles
+// through enough distinct packed copies of the weights to exceed the last-level cache (64 MiB).
+void BM_ConvColdWeights(benchmark::State& state, Isa isa) {
+  if (!tqx::bench::usable(state, isa)) return;
+  const int64_t c = state.range(0), oc = state.range(1), hw = state.range(2), k = state.range(3),
+                stride = state.range(4);
+  const int64_t pad = k / 2, o = tqx::kernels::conv_out_size(hw, k, stride, pad, 1);
+  std::mt19937 rng(1);
+  std::vector<uint8_t> x(hw * hw * c), y(o * o * oc);
+  for (auto& v : x) v = static_cast<uint8_t>(rng());
+  std::vector<int8_t> w(oc * k * k * c);
+  const int64_t copies = std::clamp<int64_t>((int64_t{64} << 20) / static_cast<int64_t>(w.size()) + 1, 2, 4096);
+  std::vector<tqx::kernels::PackedConvWeights> packed;
+  for (int64_t i = 0; i < copies; ++i) {
+    for (auto& v : w) v = static_cast<int8_t>(rng());
+    packed.push_back(tqx::kernels::pack_conv_weights(w.data(), oc, k, k, c, 1));
+  }
+  std::vector<float> mult(oc, 1e-3f), bias(oc, 0.5f);
+  const tqx::kernels::ConvShape s{1, hw, hw, c, o, o, oc, k, k, stride, stride, pad, pad, 1, 1, 1};
+  const tqx::kernels::ConvEpilogue e{128, mult.data(), bias.data(), 0, 0, 255};
+  std::vector<tqx::kernels::PreparedEpilogue> prepared;
+  for (const auto& p : packed) prepared.push_back(tqx::kernels::prepare_epilogue(p, e));
+  int64_t i = 0;
+  for (auto _ : state) {
+    tqx::kernels::conv2d_u8s8_nhwc_packed(s, packed[i], x.data(), e, y.data(), 0, o * o, isa, &prepared[i]);
+    benchmark::DoNotOptimize(y.data());
+    i = (i + 1) % copies;
+  }
+  const double macs = static_cast<double>(o * o * oc * k * k * c);
+  state.counters["GMAC/s"] = benchmark::Counter(macs * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["weight_copies"] = static_cast<double>(copies);
+}
+
 void BM_Conv(benchmark::State& state, Isa isa) { BM_ConvBits(state, isa, false); }
 void BM_Conv7(benchmark::State& state, Isa isa) { BM_ConvBits(state, isa, true); }
 void BM_Conv7Residual(benchmark::State& state, Isa isa) { BM_ConvBits(state, isa, true, true); }
@@ -122,6 +156,12 @@ BENCHMARK_CAPTURE(BM_Conv7Residual, avx2, Isa::kAVX2)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Conv, avx_vnni, Isa::kAVXVNNI)->Apply(ConvShapes);
 BENCHMARK_CAPTURE(BM_Conv, avx512_vnni, Isa::kAVX512VNNI)->Apply(ConvShapes);
+BENCHMARK_CAPTURE(BM_ConvColdWeights, avx512_vnni, Isa::kAVX512VNNI)
+    ->ArgNames({"c", "oc", "hw", "k", "s"})
+    ->Args({512, 512, 7, 3, 1})    // resnet18 layer4: 2.4 MB of weights
+    ->Args({256, 256, 14, 3, 1})   // resnet18 layer3
+    ->Args({512, 2048, 7, 1, 1})   // resnet50 layer4 expand
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Conv, amx, Isa::kAMX)->Apply(ConvShapes);
 
 }  // namespace

@@ -304,7 +304,8 @@ struct TileSession {
 // [mb, mb + rows): column blocks of the kernel's width, row runs of its height for that width.
 template <typename Tile>
 void for_each_tile(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const PreparedEpilogue& pe,
-                   const ConvEpilogue& e, int64_t g, int64_t mb, int64_t rows, uint8_t* y, const Tile& tile) {
+                   const ConvEpilogue& e, int64_t g, int64_t mb, int64_t rows, bool first_block, uint8_t* y,
+                   const Tile& tile) {
   const int64_t cout_g = w.out_c / w.groups;
   for (int64_t n0 = 0; n0 < cout_g; n0 += k.max_cols) {
     const int64_t cols = std::min(k.max_cols, cout_g - n0);
@@ -316,8 +317,28 @@ void for_each_tile(const GemmKernels& k, const ConvShape& s, const PackedConvWei
     // aligned groups (AMX), whose tiles must start at multiples of their height within the block.
     const int64_t tiles = (rows + max_rows - 1) / max_rows;
     const int64_t base = k.row_align == 1 ? rows / tiles : max_rows, taller = k.row_align == 1 ? rows % tiles : 0;
+    // The next column group's weights (TileEpilogue::prefetch), in slices over the tiles after the
+    // first (which streams this group's own), or over the only tile; in the first block of rows
+    // only, after which they are in cache. Contiguous: the packed blocks of a group follow each
+    // other, and the next group's first block follows this group's last.
+    const int8_t* next = nullptr;
+    int64_t next_bytes = 0;
+    if (first_block && !k.b_int16 && (n0 + cols < cout_g || g + 1 < w.groups)) {
+      const int64_t block = w.k_alloc * 16, next_block = g * w.n_blocks + (n0 + cols + 15) / 16;
+      const int64_t left = w.groups * w.n_blocks - next_block;
+      next = reinterpret_cast<const int8_t*>(w.packed.data()) + next_block * block;
+      next_bytes = std::min(left, k.max_cols / 16) * block;
+    }
+    const int64_t slices = std::max<int64_t>(1, tiles - 1);
     for (int64_t t = 0, r = 0; t < tiles; ++t) {
       const int64_t n = std::min(base + (t < taller ? 1 : 0), rows - r);
+      if (next != nullptr && (t > 0 || tiles == 1)) {
+        const int64_t i = tiles == 1 ? 0 : t - 1;
+        te.prefetch = next + next_bytes * i / slices;
+        te.prefetch_end = next + next_bytes * (i + 1) / slices;
+      } else {
+        te.prefetch = te.prefetch_end = nullptr;
+      }
       if (e.residual != nullptr) te.residual = e.residual + (mb + r) * s.out_c + col0;
       tile(r, n, cols, n0, te, y + (mb + r) * s.out_c + col0);
       r += n;
@@ -348,7 +369,7 @@ void gemm_rows_indirect(const GemmKernels& k, const ConvShape& s, const PackedCo
     build_indirection(s, x, zero.data(), offsets.data(), mb, rows, pointers.data());
     for (int64_t g = 0; g < w.groups; ++g) {
       const int8_t* bg = packed + g * w.n_blocks * b_stride;
-      for_each_tile(k, s, w, pe, e, g, mb, rows, y,
+      for_each_tile(k, s, w, pe, e, g, mb, rows, mb == m_begin, y,
                     [&](int64_t r, int64_t n, int64_t cols, int64_t n0, const TileEpilogue& te, uint8_t* out) {
                       k.indirect_tile(n, cols, taps, cin_g, pointers.data() + r * taps, g * cin_g,
                                       bg + n0 / 16 * b_stride, b_stride, te, out, s.out_c);
@@ -426,7 +447,7 @@ void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights
       }
       const int64_t b_stride = w.k_alloc * 16 * (kb.b_int16 ? static_cast<int64_t>(sizeof(int16_t)) : 1);
       const int8_t* bg = gemm_weights(kb, w) + g * w.n_blocks * b_stride;
-      for_each_tile(kb, s, w, pe, e, g, mb, rows, y,
+      for_each_tile(kb, s, w, pe, e, g, mb, rows, mb == m_begin, y,
                     [&](int64_t r, int64_t n, int64_t cols, int64_t n0, const TileEpilogue& te, uint8_t* out) {
                       kb.tile(n, cols, k_eff, a + r * lda, lda, bg + n0 / 16 * b_stride, b_stride, te, out, s.out_c);
                     });

@@ -20,6 +20,12 @@ struct TileEpilogue {
   // True when no value before the clamp can reach 2^31 in magnitude (requantize_fits_int32): a
   // kernel may then round first and clamp the integers (AVX2: in int16 after the packs).
   bool int_clamp = false;
+  // Optional: bytes [prefetch, prefetch_end) of B that a later tile reads (the next column group's
+  // weights), for the tile to prefetch into cache while it computes, a line per k-step. Layers
+  // whose weights come from memory (a whole network evicts them between inferences) otherwise
+  // stream each column group's B from DRAM in its first tile. Kernels may ignore it.
+  const int8_t* prefetch = nullptr;
+  const int8_t* prefetch_end = nullptr;
 };
 
 // C[rows][cols] = A[rows][k] * B[k][cols], then the epilogue, stored as uint8 to y (row stride ldy).
