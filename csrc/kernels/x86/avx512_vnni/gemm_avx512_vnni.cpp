@@ -51,7 +51,7 @@ inline void init_acc(__m512i (&acc)[R][NB], const TileEpilogue& e) {
 
 // k4 k-groups of rows a[0..R) (4 bytes each) against B's k-groups from b (block j at b + j * bstride),
 // with kPrefetch a line of [pf, pf_end) per k-group (TileEpilogue::prefetch; a separate
-// instantiation: the test alone cost the 16-channel 1x1 layers a tenth).
+// instantiation: with the test in the one loop, the 16-channel 1x1 layers ran at 0.9x).
 template <bool kPrefetch, int R, int NB>
 inline void accumulate(__m512i (&acc)[R][NB], const uint8_t* const (&a)[R], int64_t k4, const int8_t* b,
                        int64_t bstride, const int8_t*& pf, const int8_t* pf_end) {
