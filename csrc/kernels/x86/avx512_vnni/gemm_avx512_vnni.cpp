@@ -215,40 +215,38 @@ constexpr int kMaxRows[5] = {0, 12, 12, 8, 6};
 template <class Impl>
 using TileRow = std::array<Impl, 13>;  // by rows, 1..12
 
-template <bool kRes, int NB, int... Rs>
-constexpr TileRow<TileImpl> tiles_by_rows(std::integer_sequence<int, Rs...>) {
-  TileRow<TileImpl> t{};
-  ((t[Rs + 1] = &tile<Rs + 1, NB, kRes>), ...);
+// The direct (kIndirect false) or the implicit-GEMM tile of R rows and NB blocks.
+template <bool kIndirect, int R, int NB, bool kRes>
+constexpr auto tile_ptr() {
+  if constexpr (kIndirect) {
+    return &indirect_tile<R, NB, kRes>;
+  } else {
+    return &tile<R, NB, kRes>;
+  }
+}
+
+template <bool kIndirect, bool kRes, int NB, int... Rs>
+constexpr auto tiles_by_rows(std::integer_sequence<int, Rs...>) {
+  TileRow<decltype(tile_ptr<kIndirect, 1, NB, kRes>())> t{};
+  ((t[Rs + 1] = tile_ptr<kIndirect, Rs + 1, NB, kRes>()), ...);
   return t;
 }
 
-template <bool kRes, int NB, int... Rs>
-constexpr TileRow<IndirectTileImpl> indirect_tiles_by_rows(std::integer_sequence<int, Rs...>) {
-  TileRow<IndirectTileImpl> t{};
-  ((t[Rs + 1] = &indirect_tile<Rs + 1, NB, kRes>), ...);
-  return t;
-}
-
-template <bool kRes>
-constexpr std::array<TileRow<TileImpl>, 5> tile_table() {
-  return {TileRow<TileImpl>{}, tiles_by_rows<kRes, 1>(std::make_integer_sequence<int, kMaxRows[1]>()),
-          tiles_by_rows<kRes, 2>(std::make_integer_sequence<int, kMaxRows[2]>()),
-          tiles_by_rows<kRes, 3>(std::make_integer_sequence<int, kMaxRows[3]>()),
-          tiles_by_rows<kRes, 4>(std::make_integer_sequence<int, kMaxRows[4]>())};
-}
-
-template <bool kRes>
-constexpr std::array<TileRow<IndirectTileImpl>, 5> indirect_tile_table() {
-  return {TileRow<IndirectTileImpl>{}, indirect_tiles_by_rows<kRes, 1>(std::make_integer_sequence<int, kMaxRows[1]>()),
-          indirect_tiles_by_rows<kRes, 2>(std::make_integer_sequence<int, kMaxRows[2]>()),
-          indirect_tiles_by_rows<kRes, 3>(std::make_integer_sequence<int, kMaxRows[3]>()),
-          indirect_tiles_by_rows<kRes, 4>(std::make_integer_sequence<int, kMaxRows[4]>())};
+// [blocks][rows] for one residual setting.
+template <bool kIndirect, bool kRes>
+constexpr auto tile_table() {
+  using Row = decltype(tiles_by_rows<kIndirect, kRes, 1>(std::make_integer_sequence<int, kMaxRows[1]>()));
+  return std::array<Row, 5>{Row{}, tiles_by_rows<kIndirect, kRes, 1>(std::make_integer_sequence<int, kMaxRows[1]>()),
+                            tiles_by_rows<kIndirect, kRes, 2>(std::make_integer_sequence<int, kMaxRows[2]>()),
+                            tiles_by_rows<kIndirect, kRes, 3>(std::make_integer_sequence<int, kMaxRows[3]>()),
+                            tiles_by_rows<kIndirect, kRes, 4>(std::make_integer_sequence<int, kMaxRows[4]>())};
 }
 
 // [residual][blocks][rows]
-constexpr std::array<std::array<TileRow<TileImpl>, 5>, 2> kTiles = {tile_table<false>(), tile_table<true>()};
-constexpr std::array<std::array<TileRow<IndirectTileImpl>, 5>, 2> kIndirectTiles = {indirect_tile_table<false>(),
-                                                                                   indirect_tile_table<true>()};
+constexpr std::array<std::array<TileRow<TileImpl>, 5>, 2> kTiles = {tile_table<false, false>(),
+                                                                    tile_table<false, true>()};
+constexpr std::array<std::array<TileRow<IndirectTileImpl>, 5>, 2> kIndirectTiles = {tile_table<true, false>(),
+                                                                                   tile_table<true, true>()};
 
 void gemm_tile(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b,
                int64_t b_stride, const TileEpilogue& e, uint8_t* y, int64_t ldy) {
