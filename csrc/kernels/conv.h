@@ -123,6 +123,29 @@ void conv2d_u8s8_nhwc_packed(const ConvShape& s, const PackedConvWeights& w, con
                              const ConvEpilogue& e, uint8_t* y, int64_t m_begin, int64_t m_end, Isa isa,
                              const PreparedEpilogue* prepared = nullptr);
 
+// One convolution of a conv2d_pair: its shape, weights and epilogue (prepared: as above).
+struct ConvStep {
+  ConvShape shape;
+  const PackedConvWeights& weights;
+  ConvEpilogue epilogue;
+  const PreparedEpilogue* prepared = nullptr;
+};
+
+// The first-convolution rows a band of conv2d_pair keeps: about this many bytes (Note [Conv pairs]).
+constexpr int64_t kConvPairBandBytes = 96 * 1024;
+
+// Two convolutions without the tensor between them in memory: y = second(first(x)), where first is
+// pointwise (1x1, stride 1, no padding, one group) and its output is second's input (same batch,
+// height and width; first.out_c == second.in_c). Computes second's output rows [row_begin, row_end)
+// (row r: image r / out_h, row r % out_h) in bands, each band's first-conv rows going to a
+// per-thread buffer of about band_bytes that the band's second call reads while they are in cache
+// (Note [Conv pairs] in conv.cpp). The bytes equal the two convolutions run one after the other,
+// for any split of the rows and any band size. Returns false, having written nothing, when the
+// steps do not fit that description.
+bool conv2d_pair_u8s8_nhwc_packed(const ConvStep& first, const ConvStep& second, const uint8_t* x, uint8_t* y,
+                                  int64_t row_begin, int64_t row_end, Isa isa,
+                                  int64_t band_bytes = kConvPairBandBytes);
+
 // Whole convolution, single-threaded, on active_isa().
 void conv2d_u8s8_nhwc(const ConvShape& s, const uint8_t* x, const int8_t* w, const ConvEpilogue& e, uint8_t* y);
 

@@ -14,6 +14,8 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <sstream>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -60,32 +62,72 @@ class PackedConv : public torch::CustomClassHolder {
   int64_t out_channels() const { return weight_.size(0); }
   int64_t in_channels_per_group() const { return weight_.size(1); }
 
-  // Runs the kernel on NHWC uint8 data; x_shape is [N, H, W, C]. Outputs are clamped to
+  // The float multipliers of one set of scales and the kernels' epilogue vectors made from them.
+  // A layer meets the same scales on every call, so the last set is kept: remaking it cost
+  // mobilenet_v2 a few percent (allocations, and a pass over the channels per thread).
+  struct Requant {
+    double x_scale, y_scale, r_scale;
+    bool residual;
+    std::vector<float> mult, bias;
+    float residual_mult;
+    kernels::PreparedEpilogue prepared;
+  };
+
+  // What the kernel needs for NHWC uint8 data (x_shape [N, H, W, C]): the shape and epilogue, and
+  // the prepared epilogue vectors they point into (kept alive by rq). Outputs are clamped to
   // [relu ? y_zp : 0, qmax] (ReLU / ReLU6 / clamp). residual (optional) has y's layout and qparams
   // (r_scale, r_zp); it is added before the single rounding of the epilogue.
+  struct Call {
+    kernels::ConvShape shape;
+    kernels::ConvEpilogue epilogue;
+    std::shared_ptr<const Requant> rq;
+  };
+  Call call(const std::array<int64_t, 4>& x_shape, double x_scale, int64_t x_zp, double y_scale, int64_t y_zp,
+            bool relu, int64_t qmax, int64_t out_h, int64_t out_w, const uint8_t* residual = nullptr,
+            double r_scale = 1.0, int64_t r_zp = 0) const {
+    Call c{kernels::ConvShape{x_shape[0], x_shape[1], x_shape[2], x_shape[3], out_h, out_w, out_channels(),
+                              packed_.kernel_h, packed_.kernel_w, stride_[0], stride_[1], padding_[0], padding_[1],
+                              dilation_[0], dilation_[1], groups_},
+           {}, requant(x_scale, y_scale, residual != nullptr, r_scale)};
+    c.epilogue = kernels::ConvEpilogue{static_cast<int32_t>(x_zp),   c.rq->mult.data(),
+                                       c.rq->bias.data(),             static_cast<int32_t>(y_zp),
+                                       relu ? static_cast<int32_t>(y_zp) : 0, static_cast<int32_t>(qmax)};
+    if (residual != nullptr) {
+      c.epilogue.residual = residual;
+      c.epilogue.residual_multiplier = c.rq->residual_mult;
+      c.epilogue.residual_zero_point = static_cast<int32_t>(r_zp);
+    }
+    return c;
+  }
+  kernels::ConvStep step(const Call& c) const { return {c.shape, packed_, c.epilogue, &c.rq->prepared}; }
+
+  // Runs the kernel on NHWC uint8 data (arguments as for call()).
   void run(const uint8_t* x, const std::array<int64_t, 4>& x_shape, double x_scale, int64_t x_zp, double y_scale,
            int64_t y_zp, bool relu, int64_t qmax, uint8_t* y, int64_t out_h, int64_t out_w,
            const uint8_t* residual = nullptr, double r_scale = 1.0, int64_t r_zp = 0) const {
-    kernels::ConvShape s{x_shape[0], x_shape[1], x_shape[2], x_shape[3], out_h, out_w, out_channels(),
-                         packed_.kernel_h, packed_.kernel_w, stride_[0], stride_[1], padding_[0], padding_[1],
-                         dilation_[0], dilation_[1], groups_};
-    const std::shared_ptr<const Requant> rq = requant(x_scale, y_scale, residual != nullptr, r_scale);
-    kernels::ConvEpilogue e{static_cast<int32_t>(x_zp), rq->mult.data(), rq->bias.data(), static_cast<int32_t>(y_zp),
-                            relu ? static_cast<int32_t>(y_zp) : 0, static_cast<int32_t>(qmax)};
-    if (residual != nullptr) {
-      e.residual = residual;
-      e.residual_multiplier = rq->residual_mult;
-      e.residual_zero_point = static_cast<int32_t>(r_zp);
-    }
+    const Call c = call(x_shape, x_scale, x_zp, y_scale, y_zp, relu, qmax, out_h, out_w, residual, r_scale, r_zp);
     // Pixels are split over the intra-op pool; each pixel is computed the same way by any thread.
-    const int64_t pixels = s.batch * s.out_h * s.out_w;
-    const int64_t macs_per_pixel = std::max<int64_t>(1, out_channels() * packed_.k);
-    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 17) / macs_per_pixel);
+    const int64_t pixels = c.shape.batch * c.shape.out_h * c.shape.out_w;
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 17) / macs_per_pixel());
     const kernels::Isa isa = kernels::active_isa();
     at::parallel_for(0, pixels, grain, [&](int64_t begin, int64_t end) {
-      kernels::conv2d_u8s8_nhwc_packed(s, packed_, x, e, y, begin, end, isa, &rq->prepared);
+      kernels::conv2d_u8s8_nhwc_packed(c.shape, packed_, x, c.epilogue, y, begin, end, isa, &c.rq->prepared);
     });
   }
+
+  int64_t macs_per_pixel() const { return std::max<int64_t>(1, out_channels() * packed_.k); }
+  // 1x1, stride 1, no padding, one group: what conv2d_pair takes as its first step.
+  bool is_pointwise() const {
+    return !is_linear() && packed_.kernel_h == 1 && packed_.kernel_w == 1 && stride_[0] == 1 && stride_[1] == 1 &&
+           padding_[0] == 0 && padding_[1] == 0 && groups_ == 1;
+  }
+  std::string geometry() const {
+    std::ostringstream os;
+    os << "kernel " << packed_.kernel_h << "x" << packed_.kernel_w << ", stride " << c10::IntArrayRef(stride_)
+       << ", padding " << c10::IntArrayRef(padding_) << ", groups " << groups_;
+    return os.str();
+  }
+  int64_t groups() const { return groups_; }
 
   int64_t out_size(int64_t in, int dim) const {
     return kernels::conv_out_size(in, dim == 0 ? packed_.kernel_h : packed_.kernel_w, stride_[dim], padding_[dim],
@@ -103,17 +145,6 @@ class PackedConv : public torch::CustomClassHolder {
   }
 
  private:
-  // The float multipliers of one set of scales and the kernels' epilogue vectors made from them.
-  // A layer meets the same scales on every call, so the last set is kept: remaking it cost
-  // mobilenet_v2 a few percent (allocations, and a pass over the channels per thread).
-  struct Requant {
-    double x_scale, y_scale, r_scale;
-    bool residual;
-    std::vector<float> mult, bias;
-    float residual_mult;
-    kernels::PreparedEpilogue prepared;
-  };
-
   std::shared_ptr<const Requant> requant(double x_scale, double y_scale, bool residual, double r_scale) const {
     {
       std::lock_guard<std::mutex> lock(requant_mutex_);
@@ -226,6 +257,55 @@ at::Tensor conv2d_add(const at::Tensor& qx, const PackedPtr& packed, const at::T
   return y;
 }
 
+// conv2d(conv2d(qx, first, mid_scale, mid_zero_point, mid_relu, mid_qmax), second, scale,
+// zero_point, relu, qmax) without the tensor between them in memory (Note [Conv pairs] in
+// kernels/conv.cpp): first must be pointwise. The same bytes as the two ops in turn.
+at::Tensor conv2d_pair(const at::Tensor& qx, const PackedPtr& first, double mid_scale, int64_t mid_zero_point,
+                       bool mid_relu, int64_t mid_qmax, const PackedPtr& second, double scale, int64_t zero_point,
+                       bool relu, int64_t qmax) {
+  constexpr const char* op = "quantx::conv2d_pair";
+  check_quint8(op, "qx", qx);
+  TORCH_CHECK(!first->is_linear() && !second->is_linear(), op,
+              ": packed weights are a linear layer's; conv2d_pair takes two convolutions");
+  TORCH_CHECK(first->is_pointwise(), op,
+              ": first should be a pointwise convolution (kernel 1x1, stride 1, no padding, one group), got ",
+              first->geometry());
+  TORCH_CHECK(qx.dim() == 4, op, ": qx should be 4-D (N, C, H, W), got shape ", qx.sizes());
+  check_scale(op, mid_scale);
+  check_zero_point(op, mid_zero_point, 0, 255);
+  check_qmax(op, mid_qmax, mid_zero_point, mid_relu);
+  check_scale(op, scale);
+  check_zero_point(op, zero_point, 0, 255);
+  check_qmax(op, qmax, zero_point, relu);
+  TORCH_CHECK(qx.size(1) == first->in_channels_per_group(), op, ": qx has ", qx.size(1),
+              " channels, the first convolution expects ", first->in_channels_per_group());
+  const int64_t mid_c = first->out_channels();
+  TORCH_CHECK(second->in_channels_per_group() * second->groups() == mid_c, op, ": the first convolution gives ", mid_c,
+              " channels, the second expects ", second->in_channels_per_group() * second->groups());
+  const at::Tensor x = qx.contiguous(c10::MemoryFormat::ChannelsLast);
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t oh = second->out_size(h, 0), ow = second->out_size(w, 1);
+  TORCH_CHECK(oh > 0 && ow > 0, op, ": input of spatial size ", h, "x", w, " is too small for the second kernel");
+  at::Tensor y = at::_empty_affine_quantized({n, second->out_channels(), oh, ow}, x.options(), scale, zero_point,
+                                             c10::MemoryFormat::ChannelsLast);
+  const auto c1 = first->call({n, h, w, c}, x.q_scale(), x.q_zero_point(), mid_scale, mid_zero_point, mid_relu,
+                              mid_qmax, h, w);
+  const auto c2 = second->call({n, h, w, mid_c}, mid_scale, mid_zero_point, scale, zero_point, relu, qmax, oh, ow);
+  const kernels::ConvStep s1 = first->step(c1), s2 = second->step(c2);
+  const auto* px = reinterpret_cast<const uint8_t*>(x.data_ptr<c10::quint8>());
+  auto* py = reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>());
+  // Output rows over the intra-op pool: each part computes the first-conv rows it reads (a part
+  // after the first recomputes the few its windows share with the one before).
+  const int64_t row_macs = ow * second->macs_per_pixel() + w * first->macs_per_pixel() * std::min(h, oh == 0 ? 1 : (h + oh - 1) / oh);
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, row_macs));
+  const kernels::Isa isa = kernels::active_isa();
+  at::parallel_for(0, n * oh, grain, [&](int64_t begin, int64_t end) {
+    const bool ok = kernels::conv2d_pair_u8s8_nhwc_packed(s1, s2, px, py, begin, end, isa);
+    TORCH_INTERNAL_ASSERT(ok, op, ": the kernel declined shapes the op had checked");
+  });
+  return y;
+}
+
 at::Tensor linear(const at::Tensor& qx, const PackedPtr& packed, double scale, int64_t zero_point, bool relu,
                   int64_t qmax) {
   constexpr const char* op = "quantx::linear";
@@ -335,6 +415,9 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
         "int output_zero_point, bool relu=False, int qmax=255) -> Tensor");
   m.def("conv2d_add(Tensor qx, __torch__.torch.classes.quantx.PackedConv packed, Tensor qres, float output_scale, "
         "int output_zero_point, bool relu=False) -> Tensor");
+  m.def("conv2d_pair(Tensor qx, __torch__.torch.classes.quantx.PackedConv first, float mid_scale, "
+        "int mid_zero_point, bool mid_relu, int mid_qmax, __torch__.torch.classes.quantx.PackedConv second, "
+        "float output_scale, int output_zero_point, bool relu=False, int qmax=255) -> Tensor");
   m.def("linear(Tensor qx, __torch__.torch.classes.quantx.PackedConv packed, float output_scale, "
         "int output_zero_point, bool relu=False, int qmax=255) -> Tensor");
   m.def("add(Tensor qa, Tensor qb, float output_scale, int output_zero_point, bool relu=False) -> Tensor");
@@ -344,6 +427,7 @@ TORCH_LIBRARY_FRAGMENT(quantx, m) {
 TORCH_LIBRARY_IMPL(quantx, QuantizedCPU, m) {
   m.impl("conv2d", conv2d);
   m.impl("conv2d_add", conv2d_add);
+  m.impl("conv2d_pair", conv2d_pair);
   m.impl("linear", linear);
   m.impl("add", add);
 }
@@ -352,6 +436,7 @@ TORCH_LIBRARY_IMPL(quantx, QuantizedCPU, m) {
 TORCH_LIBRARY_IMPL(quantx, CPU, m) {
   m.impl("conv2d", conv2d);
   m.impl("conv2d_add", conv2d_add);
+  m.impl("conv2d_pair", conv2d_pair);
   m.impl("linear", linear);
   m.impl("add", add);
 }

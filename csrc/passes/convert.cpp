@@ -83,6 +83,7 @@ class Converter {
       torch::jit::EliminateDeadCode(graph_);  // leftover dequantize nodes would count as uses
       fuse_conv_add();
       fuse_relu6();
+      fuse_pointwise_depthwise();  // after fuse_relu6: both convolutions' clamps are final
       quantize_inputs_nhwc();
     }
     fake_quantize_remaining_weights();
@@ -360,6 +361,13 @@ class Converter {
           packed = call_op(is1d ? "quantized::conv1d_prepack" : "quantized::conv2d_prepack", args);
         }
         inputs = {qin[0], packed_attr(packed)};
+        if (own && rule.native == NativeLowering::kConv && w->toTensor().dim() == 4) {
+          const at::Tensor wt = w->toTensor();
+          const auto stride = geometry[0].toIntVector(), padding = geometry[1].toIntVector();
+          conv_shapes_[inputs[1]] = {wt.size(0), wt.size(1), wt.size(2), wt.size(3), geometry[3].toInt(),
+                                     stride.size() == 2 && stride[0] == 1 && stride[1] == 1,
+                                     padding.size() == 2 && padding[0] == 0 && padding[1] == 0};
+        }
         break;
       }
       case NativeLowering::kBinary:
@@ -521,6 +529,50 @@ class Converter {
         destroy(conv);
         break;
       }
+    }
+  }
+
+  // quantx::conv2d(quantx::conv2d(x, pointwise, ...), depthwise, ...) -> quantx::conv2d_pair(x,
+  // pointwise, ..., depthwise, ...): mobilenet-style blocks then never write their widened tensor
+  // out and read it back (Note [Conv pairs] in kernels/conv.cpp); the same bytes. The first must be
+  // 1x1, stride 1, no padding, one group, and feed only the second; the second depthwise.
+  void fuse_pointwise_depthwise() {
+    const auto conv_sym = c10::Symbol::fromQualString("quantx::conv2d");
+    const auto pair_sym = c10::Symbol::fromQualString("quantx::conv2d_pair");
+    std::vector<Node*> seconds;
+    for_each_node(graph_->block(), [&](Node* n) {
+      if (n->kind() == conv_sym) seconds.push_back(n);
+    });
+    for (Node* second : seconds) {
+      if (destroyed_.count(second)) continue;  // the first of a pair made earlier in this loop
+      Node* first = second->input(0)->node();
+      if (first->kind() != conv_sym || destroyed_.count(first) || second->input(0)->uses().size() != 1 ||
+          first->owningBlock() != second->owningBlock() || first->inputs().size() != 6 ||
+          second->inputs().size() != 6) {
+        continue;
+      }
+      const auto f = conv_shapes_.find(first->input(1)), d = conv_shapes_.find(second->input(1));
+      if (f == conv_shapes_.end() || d == conv_shapes_.end()) continue;
+      const ConvWeightShape& a = f->second;
+      const ConvWeightShape& b = d->second;
+      const bool pointwise = a.kernel_h == 1 && a.kernel_w == 1 && a.unit_stride && a.no_padding && a.groups == 1;
+      const bool depthwise = b.groups == a.out_c && b.in_c_per_group == 1 && b.out_c == a.out_c;
+      if (!pointwise || !depthwise) continue;
+      torch::jit::WithInsertPoint guard(second);
+      std::vector<Value*> inputs(first->inputs().begin(), first->inputs().end());
+      inputs.insert(inputs.end(), second->inputs().begin() + 1, second->inputs().end());
+      Node* pair = graph_->create(pair_sym, inputs);
+      pair->output()->setType(c10::TensorType::get());
+      pair->copyMetadata(second);
+      graph_->insertNode(pair);
+      report_.push_back(std::string(layer_of(first).empty() ? "<top>" : layer_of(first)) + " + " +
+                        (layer_of(second).empty() ? "<top>" : layer_of(second)) +
+                        "  quantx::conv2d (1x1) + quantx::conv2d (depthwise) -> quantx::conv2d_pair"
+                        "  (the 1x1 output stays in cache)");
+      if (qparams_.count(second->output())) qparams_[pair->output()] = qparams_[second->output()];
+      second->output()->replaceAllUsesWith(pair->output());
+      destroy(second);
+      destroy(first);
     }
   }
 
@@ -686,6 +738,12 @@ class Converter {
   const ConvertOptions& options_;
   std::shared_ptr<Graph> graph_;
   std::unordered_map<Value*, QParams> qparams_;
+  // The weights of each convolution lowered to a quantx op, by the packed-weights value it reads.
+  struct ConvWeightShape {
+    int64_t out_c, in_c_per_group, kernel_h, kernel_w, groups;
+    bool unit_stride, no_padding;
+  };
+  std::unordered_map<Value*, ConvWeightShape> conv_shapes_;
   std::unordered_set<Node*> destroyed_;
   std::unordered_set<Node*> int8_clones_;
   std::unordered_set<Node*> fake_quantized_;  // float weight ops already reported

@@ -381,6 +381,56 @@ def test_quantx_target_matches_native_within_one_lsb(tmp_path):
     assert res.returncode != 0 and "_IMPORT_TORCHQUANTX_BEFORE_TORCH_JIT_LOAD" in res.stderr
 
 
+def test_quantx_target_pairs_a_1x1_convolution_with_the_depthwise_one_after_it(tmp_path):
+    """Before: 1x1 -> ReLU6 -> depthwise 3x3 (mobilenet_v2's expand and filter); after convert, one
+    quantx::conv2d_pair, whose bytes are those of the two quantx::conv2d it replaced (computed here
+    from the pair's own arguments). A 1x1 followed by a dense 3x3 (project, dense) stays apart."""
+    torch.backends.quantized.engine = "onednn"
+    torch.manual_seed(0)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.expand, self.act = nn.Conv2d(8, 48, 1), nn.ReLU6()
+            self.dw, self.act2 = nn.Conv2d(48, 48, 3, stride=2, padding=1, groups=48), nn.ReLU6()
+            self.project = nn.Conv2d(48, 16, 1)
+            self.dense = nn.Conv2d(16, 16, 3, padding=1)
+
+        def forward(self, x):
+            y = self.project(self.act2(self.dw(self.act(self.expand(x)))))
+            return self.dense(y)
+
+    model = Block().eval()
+    g = torch.Generator().manual_seed(4)
+    data = [torch.randn(2, 8, 15, 15, generator=g) for _ in range(3)]
+    p = tqx.prepare(model)
+    assert str(p.graph).count("aten::conv2d") == 4
+    tqx.calibrate(p, data, progress=False)
+    ours = tqx.convert(p)
+    graph = ours.graph
+    pairs = [n for n in graph.nodes() if n.kind() == "quantx::conv2d_pair"]
+    assert len(pairs) == 1 and str(graph).count("quantx::conv2d(") == 2, str(graph)
+    text = tqx.summary(ours, file=io.StringIO())
+    assert "expand + dw  quantx::conv2d (1x1) + quantx::conv2d (depthwise) -> quantx::conv2d_pair" in text, text
+
+    def arg(v):
+        node = v.node()
+        return getattr(ours, node.s("name")) if node.kind() == "prim::GetAttr" else v.toIValue()
+
+    args = [arg(v) for v in list(pairs[0].inputs())[1:]]
+    # The pair's input: the model input quantized as the graph does it.
+    quant = next(n for n in graph.nodes() if n.kind() == "quantx::quantize_nhwc")
+    x = data[0]
+    qx = torch.ops.quantx.quantize_nhwc(x, *[arg(v) for v in list(quant.inputs())[1:]])
+    got = torch.ops.quantx.conv2d_pair(qx, *args)
+    want = torch.ops.quantx.conv2d(torch.ops.quantx.conv2d(qx, *args[:5]), *args[5:])
+    assert torch.equal(got.int_repr(), want.int_repr())
+    assert sqnr(model(x), ours(x)) > 20
+    path = tmp_path / "pair.pt"
+    torch.jit.save(ours, str(path))
+    assert torch.equal(torch.jit.load(str(path))(x), ours(x))
+
+
 def test_quantx_target_fuses_relu6_exactly():
     torch.backends.quantized.engine = "onednn"
     torch.manual_seed(0)

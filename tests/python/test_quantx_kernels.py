@@ -126,6 +126,38 @@ def test_conv2d_add_is_one_rounding_of_conv_plus_residual(cin, cout, k, stride, 
         torch.ops.quantx.conv2d_add(qx, packed, qres[:, :, :1], 0.05, 100, relu)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cin,mid,hw,k,stride,batch", [(16, 96, 30, 3, 2, 1), (24, 40, 17, 3, 1, 3), (8, 32, 13, 5, 2, 2)])
+def test_conv2d_pair_is_the_two_convolutions_in_turn(cin, mid, hw, k, stride, batch, threads):
+    """quantx::conv2d_pair (a 1x1 convolution and a depthwise one over bands of rows, Note [Conv
+    pairs]) gives the bytes of quantx::conv2d twice, for any thread count."""
+    g = torch.Generator().manual_seed(cin + mid)
+    qx = torch.quantize_per_tensor(torch.rand(batch, cin, hw, hw, generator=g) * 2, 0.01, 3, torch.quint8)
+    w1, w2 = quantized_weight(mid, cin, 1, seed=1), quantized_weight(mid, 1, k, seed=2)
+    first = torch.ops.quantx.conv_prepack(w1.int_repr(), w1.q_per_channel_scales().float(), torch.randn(mid, generator=g),
+                                          [1, 1], [0, 0], [1, 1], 1)
+    second = torch.ops.quantx.conv_prepack(w2.int_repr(), w2.q_per_channel_scales().float(),
+                                           torch.randn(mid, generator=g), [stride] * 2, [k // 2] * 2, [1, 1], mid)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        mid_q = torch.ops.quantx.conv2d(qx, first, 0.05, 10, True, 130)
+        want = torch.ops.quantx.conv2d(mid_q, second, 0.1, 7, True, 200)
+        got = torch.ops.quantx.conv2d_pair(qx, first, 0.05, 10, True, 130, second, 0.1, 7, True, 200)
+    finally:
+        torch.set_num_threads(before)
+    assert got.q_scale() == 0.1 and got.q_zero_point() == 7 and got.shape == want.shape
+    assert torch.equal(got.int_repr(), want.int_repr())
+    with pytest.raises(RuntimeError, match=r"quantx::conv2d_pair: first should be a pointwise convolution \(kernel "
+                                           r"1x1, stride 1, no padding, one group\), got kernel " + str(k)):
+        torch.ops.quantx.conv2d_pair(mid_q, second, 0.05, 10, True, 130, second, 0.1, 7, True, 200)
+    with pytest.raises(RuntimeError, match=f"quantx::conv2d_pair: qx has {cin + 1} channels, the first convolution "
+                                           f"expects {cin}"):
+        torch.ops.quantx.conv2d_pair(torch.cat([qx, qx[:, :1]], 1), first, 0.05, 10, True, 130, second, 0.1, 7)
+    with pytest.raises(RuntimeError, match="quantx::conv2d_pair: qmax should be in \\[10, 255\\], got 5"):
+        torch.ops.quantx.conv2d_pair(qx, first, 0.05, 10, True, 5, second, 0.1, 7)
+
+
 def test_packed_layer_called_with_other_scales_gives_a_fresh_layers_bytes():
     """A packed layer keeps the epilogue of its last scales (ops/conv.cpp, PackedConv::requant): a
     layer shared by call sites with other scales, or a residual at one site only, must still give

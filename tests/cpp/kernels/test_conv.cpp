@@ -355,5 +355,91 @@ TEST(ConvSimd, PackingKeepsColumnSumsAndPadsWithZeros) {
   EXPECT_EQ(pairs[4], 0);  // column 2 does not exist: zero
 }
 
+// conv2d_pair (Note [Conv pairs]): a pointwise convolution and the one after it in bands of rows,
+// against the scalar reference of the two in turn, bit for bit, on every ISA: tiny bands (one output
+// row, rows moved to the buffer's start on every band), middling and whole-image ones, and the output
+// rows split over "threads" at arbitrary points (each part starts its buffer afresh).
+TEST(ConvPair, BitExactWithTheTwoConvolutionsInTurnOnEveryIsa) {
+  struct PairCase {
+    int64_t n, h, w, c, mid, oc, k, stride, pad, dil, groups;
+  };
+  const std::vector<PairCase> cases = {
+      {1, 13, 11, 16, 48, 48, 3, 1, 1, 1, 48},   // mobilenet_v2: expand, depthwise 3x3
+      {2, 12, 9, 24, 40, 40, 3, 2, 1, 1, 40},    // depthwise stride 2, two images, channel tail
+      {1, 11, 10, 8, 32, 32, 5, 2, 2, 1, 32},    // depthwise 5x5, stride 2
+      {1, 9, 12, 16, 24, 24, 3, 1, 2, 2, 24},    // dilation 2
+      {1, 5, 6, 12, 20, 20, 3, 1, 3, 1, 20},     // padding wider than the kernel: rows of only padding
+      {2, 10, 7, 20, 36, 52, 3, 1, 1, 1, 1},     // a dense second convolution (implicit GEMM)
+      {1, 9, 9, 3, 8, 16, 3, 2, 0, 1, 1},        // dense, no padding, 3 input channels (im2col)
+      {1, 1, 7, 16, 32, 32, 3, 1, 1, 1, 32},     // one row
+  };
+  uint32_t seed = 71;
+  for (const PairCase& t : cases) {
+    const ConvData d1 = make_conv({t.n, t.h, t.w, t.c, t.mid, 1, 1, 1, 0, 1, 1}, seed++);
+    const ConvData d2 = make_conv({t.n, t.h, t.w, t.mid, t.oc, t.k, t.k, t.stride, t.pad, t.dil, t.groups}, seed++);
+    const auto p1 = kernels::pack_conv_weights(d1.w.data(), t.mid, 1, 1, t.c, 1);
+    const auto p2 = kernels::pack_conv_weights(d2.w.data(), t.oc, t.k, t.k, t.mid / t.groups, t.groups);
+    for (int variant = 0; variant < 3; ++variant) {
+      // 0: plain; 1: ReLU on the first, a residual on the second; 2: 7-bit activations throughout
+      // (the x86 preset's; AVX2 then takes its vpmaddubsw kernels for both steps).
+      const bool seven = variant == 2;
+      ConvData v1 = d1;
+      if (seven) {
+        for (auto& b : v1.x) b &= 0x7F;
+      }
+      const int32_t mid_zp = seven ? 60 : 128;
+      kernels::ConvEpilogue e1{seven ? 64 : 97, v1.mult.data(), v1.bias.data(), mid_zp, variant == 1 ? mid_zp : 0,
+                               seven ? 127 : 255};
+      kernels::ConvEpilogue e2{mid_zp, d2.mult.data(), d2.bias.data(), 100, 0, 255};
+      if (variant == 1) {
+        e2.residual = d2.residual.data();
+        e2.residual_multiplier = 0.5f;
+        e2.residual_zero_point = 9;
+      }
+      // The reference: the scalar kernel on the whole first output, then on the second.
+      ConvData between = d2;
+      between.x = run_reference(v1, e1);
+      const std::vector<uint8_t> ref = run_reference(between, e2);
+      const int64_t rows = d2.s.batch * d2.s.out_h;
+      for (Isa isa : simd_isas()) {
+        for (int64_t band_bytes : {int64_t{1}, 3 * t.w * t.mid, kernels::kConvPairBandBytes}) {
+          for (int64_t parts : {1, 2, 5}) {
+            SCOPED_TRACE(::testing::Message() << "isa=" << kernels::isa_name(isa) << " c=" << t.c << " mid=" << t.mid
+                                              << " k=" << t.k << " stride=" << t.stride << " groups=" << t.groups
+                                              << " variant=" << variant << " band_bytes=" << band_bytes
+                                              << " parts=" << parts);
+            std::vector<uint8_t> y(ref.size(), 3);
+            for (int64_t i = 0; i < parts; ++i) {
+              const kernels::ConvStep first{v1.s, p1, e1};
+              const kernels::ConvStep second{d2.s, p2, e2};
+              ASSERT_TRUE(kernels::conv2d_pair_u8s8_nhwc_packed(first, second, v1.x.data(), y.data(), rows * i / parts,
+                                                                rows * (i + 1) / parts, isa, band_bytes));
+            }
+            ASSERT_EQ(y, ref);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(ConvPair, DeclinesAFirstConvolutionThatIsNotPointwise) {
+  const ConvData d1 = make_conv({1, 6, 6, 8, 16, 3, 3, 1, 1, 1, 1}, 5);
+  const ConvData d2 = make_conv({1, 6, 6, 16, 16, 3, 3, 1, 1, 1, 16}, 6);
+  const auto p1 = kernels::pack_conv_weights(d1.w.data(), 16, 3, 3, 8, 1);
+  const auto p2 = kernels::pack_conv_weights(d2.w.data(), 16, 3, 3, 1, 16);
+  const kernels::ConvEpilogue e{1, d1.mult.data(), d1.bias.data(), 128, 0, 255};
+  std::vector<uint8_t> y(d2.residual.size(), 3);
+  const std::vector<uint8_t> untouched = y;
+  EXPECT_FALSE(kernels::conv2d_pair_u8s8_nhwc_packed({d1.s, p1, e}, {d2.s, p2, e}, d1.x.data(), y.data(), 0, 6,
+                                                     kernels::active_isa()));
+  ConvData mismatched = d2;  // a pointwise first step whose output is not the second's input
+  const ConvData pw = make_conv({1, 6, 6, 8, 12, 1, 1, 1, 0, 1, 1}, 7);
+  const auto ppw = kernels::pack_conv_weights(pw.w.data(), 12, 1, 1, 8, 1);
+  EXPECT_FALSE(kernels::conv2d_pair_u8s8_nhwc_packed({pw.s, ppw, e}, {mismatched.s, p2, e}, pw.x.data(), y.data(), 0,
+                                                     6, kernels::active_isa()));
+  EXPECT_EQ(y, untouched);
+}
+
 }  // namespace
 }  // namespace tqx
