@@ -204,6 +204,23 @@ void check_qmax(const char* op, int64_t qmax, int64_t zero_point, bool relu) {
   TORCH_CHECK(qmax >= lo && qmax <= 255, op, ": qmax should be in [", lo, ", 255], got ", qmax);
 }
 
+// The channels-last input of a convolution op, its sizes, and the output tensor it writes:
+// `packed` gives the output channels and spatial sizes.
+struct ConvIO {
+  at::Tensor x, y;
+  int64_t n, c, h, w, oh, ow;
+};
+ConvIO conv_io(const char* op, const at::Tensor& qx, const PackedConv& packed, double scale, int64_t zero_point) {
+  ConvIO io;
+  io.x = qx.contiguous(c10::MemoryFormat::ChannelsLast);
+  io.n = io.x.size(0), io.c = io.x.size(1), io.h = io.x.size(2), io.w = io.x.size(3);
+  io.oh = packed.out_size(io.h, 0), io.ow = packed.out_size(io.w, 1);
+  TORCH_CHECK(io.oh > 0 && io.ow > 0, op, ": input of spatial size ", io.h, "x", io.w, " is too small for the kernel");
+  io.y = at::_empty_affine_quantized({io.n, packed.out_channels(), io.oh, io.ow}, io.x.options(), scale, zero_point,
+                                     c10::MemoryFormat::ChannelsLast);
+  return io;
+}
+
 at::Tensor conv2d(const at::Tensor& qx, const PackedPtr& packed, double scale, int64_t zero_point, bool relu,
                   int64_t qmax) {
   constexpr const char* op = "quantx::conv2d";
@@ -216,12 +233,7 @@ at::Tensor conv2d(const at::Tensor& qx, const PackedPtr& packed, double scale, i
   const int64_t groups_c = packed->in_channels_per_group();
   TORCH_CHECK(qx.size(1) % groups_c == 0, op, ": qx has ", qx.size(1), " channels, the weights expect a multiple of ",
               groups_c);
-  const at::Tensor x = qx.contiguous(c10::MemoryFormat::ChannelsLast);
-  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  const int64_t oh = packed->out_size(h, 0), ow = packed->out_size(w, 1);
-  TORCH_CHECK(oh > 0 && ow > 0, op, ": input of spatial size ", h, "x", w, " is too small for the kernel");
-  at::Tensor y = at::_empty_affine_quantized({n, packed->out_channels(), oh, ow}, x.options(), scale, zero_point,
-                                             c10::MemoryFormat::ChannelsLast);
+  const auto [x, y, n, c, h, w, oh, ow] = conv_io(op, qx, *packed, scale, zero_point);
   packed->run(reinterpret_cast<const uint8_t*>(x.data_ptr<c10::quint8>()), {n, h, w, c}, x.q_scale(),
               x.q_zero_point(), scale, zero_point, relu, qmax, reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>()), oh,
               ow);
@@ -282,12 +294,7 @@ at::Tensor conv2d_pair(const at::Tensor& qx, const PackedPtr& first, double mid_
   const int64_t mid_c = first->out_channels();
   TORCH_CHECK(second->in_channels_per_group() * second->groups() == mid_c, op, ": the first convolution gives ", mid_c,
               " channels, the second expects ", second->in_channels_per_group() * second->groups());
-  const at::Tensor x = qx.contiguous(c10::MemoryFormat::ChannelsLast);
-  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  const int64_t oh = second->out_size(h, 0), ow = second->out_size(w, 1);
-  TORCH_CHECK(oh > 0 && ow > 0, op, ": input of spatial size ", h, "x", w, " is too small for the second kernel");
-  at::Tensor y = at::_empty_affine_quantized({n, second->out_channels(), oh, ow}, x.options(), scale, zero_point,
-                                             c10::MemoryFormat::ChannelsLast);
+  const auto [x, y, n, c, h, w, oh, ow] = conv_io(op, qx, *second, scale, zero_point);
   const auto c1 = first->call({n, h, w, c}, x.q_scale(), x.q_zero_point(), mid_scale, mid_zero_point, mid_relu,
                               mid_qmax, h, w);
   const auto c2 = second->call({n, h, w, mid_c}, mid_scale, mid_zero_point, scale, zero_point, relu, qmax, oh, ow);
