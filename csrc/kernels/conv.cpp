@@ -300,36 +300,52 @@ struct TileSession {
   const GemmKernels& k_;
 };
 
+// Calls group(cols, n0, epilogue, out) for each column group of group g over the rows [mb, mb +
+// rows) (groups of the kernel's width), the epilogue's residual at row mb and its prefetch range the
+// next column group's weights (TileEpilogue::prefetch) in the first block of rows only, after which
+// they are in cache. Contiguous: the packed blocks of a group follow each other, and the next
+// group's first block follows this group's last.
+template <typename Group>
+void for_each_column_group(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w,
+                           const PreparedEpilogue& pe, const ConvEpilogue& e, int64_t g, int64_t mb, bool first_block,
+                           uint8_t* y, const Group& group) {
+  const int64_t cout_g = w.out_c / w.groups;
+  for (int64_t n0 = 0; n0 < cout_g; n0 += k.max_cols) {
+    const int64_t cols = std::min(k.max_cols, cout_g - n0);
+    TileEpilogue te = tile_epilogue(pe, g * pe.group_stride + n0, e);
+    const int64_t col0 = g * cout_g + n0;
+    if (first_block && !k.b_int16 && (n0 + cols < cout_g || g + 1 < w.groups)) {
+      const int64_t block = w.k_alloc * 16, next_block = g * w.n_blocks + (n0 + cols + 15) / 16;
+      const int64_t left = w.groups * w.n_blocks - next_block;
+      te.prefetch = reinterpret_cast<const int8_t*>(w.packed.data()) + next_block * block;
+      te.prefetch_end = te.prefetch + std::min(left, k.max_cols / 16) * block;
+    }
+    if (e.residual != nullptr) te.residual = e.residual + mb * s.out_c + col0;
+    group(cols, n0, te, y + mb * s.out_c + col0);
+  }
+}
+
 // Calls tile(r, rows_here, cols, n0, epilogue, out) for each output tile of group g over the rows
-// [mb, mb + rows): column blocks of the kernel's width, row runs of its height for that width.
+// [mb, mb + rows): column groups as above, row runs of the kernel's height for that width.
 template <typename Tile>
 void for_each_tile(const GemmKernels& k, const ConvShape& s, const PackedConvWeights& w, const PreparedEpilogue& pe,
                    const ConvEpilogue& e, int64_t g, int64_t mb, int64_t rows, bool first_block, uint8_t* y,
                    const Tile& tile) {
-  const int64_t cout_g = w.out_c / w.groups;
-  for (int64_t n0 = 0; n0 < cout_g; n0 += k.max_cols) {
-    const int64_t cols = std::min(k.max_cols, cout_g - n0);
+  for_each_column_group(k, s, w, pe, e, g, mb, first_block, y,
+                        [&](int64_t cols, int64_t n0, const TileEpilogue& group_epilogue, uint8_t* out) {
     const int64_t max_rows = k.max_rows[(cols + 15) / 16];
-    TileEpilogue te = tile_epilogue(pe, g * pe.group_stride + n0, e);
-    const int64_t col0 = g * cout_g + n0;
     // Tiles of nearly equal height: 49 rows (a 7x7 map) as 4 x 6 + 5 x 5 rather than 8 x 6 + 1, whose
     // one-row tile streams all of B for a sixth of a tile's work. Not for kernels that read rows in
     // aligned groups (AMX), whose tiles must start at multiples of their height within the block.
+    // (GemmKernels::tiles splits the same way.)
     const int64_t tiles = (rows + max_rows - 1) / max_rows;
     const int64_t base = k.row_align == 1 ? rows / tiles : max_rows, taller = k.row_align == 1 ? rows % tiles : 0;
-    // The next column group's weights (TileEpilogue::prefetch), in slices over the tiles after the
-    // first (which streams this group's own), or over the only tile; in the first block of rows
-    // only, after which they are in cache. Contiguous: the packed blocks of a group follow each
-    // other, and the next group's first block follows this group's last.
-    const int8_t* next = nullptr;
-    int64_t next_bytes = 0;
-    if (first_block && !k.b_int16 && (n0 + cols < cout_g || g + 1 < w.groups)) {
-      const int64_t block = w.k_alloc * 16, next_block = g * w.n_blocks + (n0 + cols + 15) / 16;
-      const int64_t left = w.groups * w.n_blocks - next_block;
-      next = reinterpret_cast<const int8_t*>(w.packed.data()) + next_block * block;
-      next_bytes = std::min(left, k.max_cols / 16) * block;
-    }
+    // The prefetch range in slices over the tiles after the first (which streams this group's own
+    // weights), or over the only tile.
+    const int8_t* const next = group_epilogue.prefetch;
+    const int64_t next_bytes = next == nullptr ? 0 : group_epilogue.prefetch_end - next;
     const int64_t slices = std::max<int64_t>(1, tiles - 1);
+    TileEpilogue te = group_epilogue;
     for (int64_t t = 0, r = 0; t < tiles; ++t) {
       const int64_t n = std::min(base + (t < taller ? 1 : 0), rows - r);
       if (next != nullptr && (t > 0 || tiles == 1)) {
@@ -339,11 +355,11 @@ void for_each_tile(const GemmKernels& k, const ConvShape& s, const PackedConvWei
       } else {
         te.prefetch = te.prefetch_end = nullptr;
       }
-      if (e.residual != nullptr) te.residual = e.residual + (mb + r) * s.out_c + col0;
-      tile(r, n, cols, n0, te, y + (mb + r) * s.out_c + col0);
+      if (e.residual != nullptr) te.residual = group_epilogue.residual + r * s.out_c;
+      tile(r, n, cols, n0, te, out + r * s.out_c);
       r += n;
     }
-  }
+  });
 }
 
 // Convolutions whose per-group input channels fill whole k-groups: the tiles read the input through
@@ -447,10 +463,17 @@ void gemm_rows(const GemmKernels& k, const ConvShape& s, const PackedConvWeights
       }
       const int64_t b_stride = w.k_alloc * 16 * (kb.b_int16 ? static_cast<int64_t>(sizeof(int16_t)) : 1);
       const int8_t* bg = gemm_weights(kb, w) + g * w.n_blocks * b_stride;
-      for_each_tile(kb, s, w, pe, e, g, mb, rows, mb == m_begin, y,
-                    [&](int64_t r, int64_t n, int64_t cols, int64_t n0, const TileEpilogue& te, uint8_t* out) {
-                      kb.tile(n, cols, k_eff, a + r * lda, lda, bg + n0 / 16 * b_stride, b_stride, te, out, s.out_c);
-                    });
+      if (kb.tiles != nullptr && kb.row_align == 1) {
+        for_each_column_group(kb, s, w, pe, e, g, mb, mb == m_begin, y,
+                              [&](int64_t cols, int64_t n0, const TileEpilogue& te, uint8_t* out) {
+                                kb.tiles(rows, cols, k_eff, a, lda, bg + n0 / 16 * b_stride, b_stride, te, out, s.out_c);
+                              });
+      } else {
+        for_each_tile(kb, s, w, pe, e, g, mb, rows, mb == m_begin, y,
+                      [&](int64_t r, int64_t n, int64_t cols, int64_t n0, const TileEpilogue& te, uint8_t* out) {
+                        kb.tile(n, cols, k_eff, a + r * lda, lda, bg + n0 / 16 * b_stride, b_stride, te, out, s.out_c);
+                      });
+      }
     }
   }
 }

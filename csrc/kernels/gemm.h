@@ -36,6 +36,13 @@ struct TileEpilogue {
 using GemmTileFn = void (*)(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda,
                             const int8_t* b, int64_t b_stride, const TileEpilogue& e, uint8_t* y, int64_t ldy);
 
+// Optional: the same product over any number of rows (a row block, up to kRowBlock in conv.cpp), the
+// kernel splitting them into tiles itself as the driver would (tiles of nearly equal height, at
+// most max_rows[blocks] rows, the taller ones first), so that the driver makes one call per column
+// group instead of one per tile. e.residual is row 0's (row stride ldy); [e.prefetch,
+// e.prefetch_end) is spread over the tiles after the first (over the only tile when there is one).
+using GemmTilesFn = GemmTileFn;
+
 // The same product without an im2col copy (an implicit GEMM through an indirection buffer, as
 // XNNPACK's igemm): row i's reduction is `taps` runs of k_tap bytes (a multiple of k_align), run t
 // starting at a[i * taps + t] + a_offset; B's k-groups follow the runs in order (tap-major, as the
@@ -116,6 +123,7 @@ struct GemmKernels {
   DepthwisePixelFn depthwise;
   DepthwiseRowsFn depthwise_rows = nullptr;    // optional faster whole-range kernel
   GemmIndirectTileFn indirect_tile = nullptr;  // optional: convolutions without im2col (same max_rows)
+  GemmTilesFn tiles = nullptr;                 // optional: tile's rows in one call (row_align 1 only)
   // Optional: the tiles read A as int16. The driver then widens each block of A rows with this
   // (rows of k uint8 at a + i * lda to rows of k int16 at out + i * k) and passes the tiles that
   // copy, cast to `const uint8_t*`, with lda in bytes (2 * k).

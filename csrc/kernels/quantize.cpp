@@ -30,12 +30,23 @@ void f32_planes_to_u8_pixels(const QuantizeKernels& k, int64_t channels, int64_t
                              int64_t p_begin, int64_t p_end, const AffineParams& p) {
   constexpr int64_t kBlock = 256;  // pixels per block: the buffer stays in L1 for any channel count up to 64
   constexpr int64_t kMaxChannels = 64;
+  // Each plane's block kPrefetchAhead pixels on (4 KiB) is prefetched while this one is quantized: an
+  // image fresh from memory is three streams read 1 KiB at a time, which the hardware prefetcher
+  // alone left latency-bound (224x224 RGB from DRAM, Zen 5: 68 -> 48 us; 256 or 512 pixels ahead
+  // gave less; 14 -> 15.5 us when the image is already in cache).
+  constexpr int64_t kPrefetchAhead = 1024;
   uint8_t buf[kMaxChannels * kBlock];
   for (int64_t c0 = 0; c0 < channels; c0 += kMaxChannels) {  // more channels: in groups (rare: images have 1-4)
     const int64_t nc = std::min(kMaxChannels, channels - c0);
     for (int64_t b = p_begin; b < p_end; b += kBlock) {
       const int64_t n = std::min(kBlock, p_end - b);
-      for (int64_t c = 0; c < nc; ++c) k.f32_u8_quantize(n, x + (c0 + c) * hw + b, buf + c * kBlock, p);
+      const int64_t ahead = std::min(b + kPrefetchAhead, p_end);
+      const int64_t ahead_end = std::min(ahead + kBlock, p_end);
+      for (int64_t c = 0; c < nc; ++c) {
+        const float* plane = x + (c0 + c) * hw;
+        for (int64_t i = ahead; i < ahead_end; i += 16) __builtin_prefetch(plane + i);
+        k.f32_u8_quantize(n, plane + b, buf + c * kBlock, p);
+      }
       uint8_t* out = y + b * channels + c0;
       if (channels == 3) {  // RGB: the common case
         k.u8_interleave3(n, buf, buf + kBlock, buf + 2 * kBlock, out);

@@ -441,5 +441,57 @@ TEST(ConvPair, DeclinesAFirstConvolutionThatIsNotPointwise) {
   EXPECT_EQ(y, untouched);
 }
 
+// GemmKernels::tiles (one call per column group, the kernel splitting the rows into tiles) against
+// GemmKernels::tile one row at a time: every row count of an im2col block, full and partial column
+// groups, with and without a residual and a prefetch range, both clamp paths. Bytes outside the
+// rows and columns asked for stay as they were.
+TEST(GemmTiles, OneCallGivesTheBytesOfOneRowAtATime) {
+  std::vector<const kernels::GemmKernels*> sets;
+  if (kernels::isa_supported(Isa::kAVX2) && kernels::gemm_kernels_avx2() != nullptr)
+    sets.push_back(kernels::gemm_kernels_avx2());
+  if (kernels::isa_supported(Isa::kAVXVNNI) && kernels::gemm_kernels_avx_vnni() != nullptr)
+    sets.push_back(kernels::gemm_kernels_avx_vnni());
+  if (kernels::isa_supported(Isa::kAVX512VNNI) && kernels::gemm_kernels_avx512_vnni() != nullptr)
+    sets.push_back(kernels::gemm_kernels_avx512_vnni());
+  int tested = 0;
+  for (const kernels::GemmKernels* k : sets) {
+    if (k->tiles == nullptr || k->b_int16 || k->widen_a != nullptr) continue;
+    ++tested;
+    const ConvData d = make_conv({1, 10, 10, 40, 64, 1, 1, 1, 0, 1, 1}, 23);  // A: 100 rows of k = 40
+    const auto p = kernels::pack_conv_weights(d.w.data(), 64, 1, 1, 40, 1);
+    const int64_t k_padded = (40 + k->k_align - 1) / k->k_align * k->k_align, ldy = 80;
+    std::vector<uint8_t> a(100 * k_padded, 0);
+    for (int64_t r = 0; r < 100; ++r) std::memcpy(&a[r * k_padded], &d.x[r * 40], 40);
+    std::vector<uint8_t> residual(100 * ldy);
+    for (size_t i = 0; i < residual.size(); ++i) residual[i] = static_cast<uint8_t>(i * 37 % 251);
+    const auto* b = reinterpret_cast<const int8_t*>(p.packed.data());
+    for (int variant = 0; variant < 4; ++variant) {
+      kernels::TileEpilogue e{p.col_sums.data(), d.mult.data(), d.bias.data(), 97, 128, -128.0f, 127.0f,
+                              nullptr, 0.75f, 131};
+      if (variant == 1) e.lo = -100.0f;  // not the packs' clamp: the general store path
+      if (variant >= 2) e.residual = residual.data();
+      if (variant == 3) {
+        e.prefetch = b;
+        e.prefetch_end = b + p.k_alloc * 16 * p.n_blocks;
+      }
+      for (int64_t cols : {64, 48, 24, 7}) {
+        for (int64_t rows = 1; rows <= 96; ++rows) {
+          SCOPED_TRACE(::testing::Message() << "variant=" << variant << " cols=" << cols << " rows=" << rows);
+          std::vector<uint8_t> want((rows + 2) * ldy, 0xA5), got = want;
+          kernels::TileEpilogue one = e;
+          one.prefetch = one.prefetch_end = nullptr;
+          for (int64_t r = 0; r < rows; ++r) {
+            if (e.residual != nullptr) one.residual = e.residual + r * ldy;
+            k->tile(1, cols, k_padded, &a[r * k_padded], k_padded, b, p.k_alloc * 16, one, &want[r * ldy], ldy);
+          }
+          k->tiles(rows, cols, k_padded, a.data(), k_padded, b, p.k_alloc * 16, e, got.data(), ldy);
+          ASSERT_EQ(got, want);
+        }
+      }
+    }
+  }
+  if (tested == 0) GTEST_SKIP() << "no kernel set on this CPU has GemmKernels::tiles";
+}
+
 }  // namespace
 }  // namespace tqx

@@ -253,6 +253,77 @@ void gemm_tile(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, i
   kTiles[e.residual != nullptr][(cols + 15) / 16][rows](cols, k_padded, a, lda, b, b_stride, e, y, ldy);
 }
 
+// `count` tiles of R rows in turn from row 0 of a, y and e.residual; e.prefetch is the cursor into
+// [e.prefetch, e.prefetch_end) for the next tile's slice of pf_step bytes (none for the first tile
+// when skip_first). Returns the cursor after the last tile.
+template <int R, int NB, bool kRes>
+const int8_t* tile_run(int64_t count, int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b,
+                       int64_t bstride, const TileEpilogue& e, uint8_t* y, int64_t ldy, int64_t pf_step,
+                       bool skip_first) {
+  TileEpilogue te = e;
+  const int8_t* pf = e.prefetch;
+  const int8_t* const pf_end = e.prefetch_end;
+  for (int64_t i = 0; i < count; ++i) {
+    if (pf == nullptr || pf == pf_end || (i == 0 && skip_first)) {
+      te.prefetch = te.prefetch_end = nullptr;
+    } else {
+      te.prefetch = pf;
+      pf = pf_end - pf > pf_step ? pf + pf_step : pf_end;
+      te.prefetch_end = pf;
+    }
+    tile<R, NB, kRes>(cols, k_padded, a, lda, b, bstride, te, y, ldy);
+    a += R * lda;
+    y += R * ldy;
+    if (kRes) te.residual += R * ldy;
+  }
+  return pf;
+}
+
+using TileRunImpl = const int8_t* (*)(int64_t, int64_t, int64_t, const uint8_t*, int64_t, const int8_t*, int64_t,
+                                      const TileEpilogue&, uint8_t*, int64_t, int64_t, bool);
+
+template <bool kRes, int NB, int... Rs>
+constexpr auto runs_by_rows(std::integer_sequence<int, Rs...>) {
+  TileRow<TileRunImpl> t{};
+  ((t[Rs + 1] = &tile_run<Rs + 1, NB, kRes>), ...);
+  return t;
+}
+
+template <bool kRes>
+constexpr std::array<TileRow<TileRunImpl>, 5> run_table() {
+  return {TileRow<TileRunImpl>{}, runs_by_rows<kRes, 1>(std::make_integer_sequence<int, kMaxRows[1]>()),
+          runs_by_rows<kRes, 2>(std::make_integer_sequence<int, kMaxRows[2]>()),
+          runs_by_rows<kRes, 3>(std::make_integer_sequence<int, kMaxRows[3]>()),
+          runs_by_rows<kRes, 4>(std::make_integer_sequence<int, kMaxRows[4]>())};
+}
+
+// [residual][blocks][rows]
+constexpr std::array<std::array<TileRow<TileRunImpl>, 5>, 2> kRuns = {run_table<false>(), run_table<true>()};
+
+// GemmKernels::tiles: the rows in tiles of nearly equal height (as conv.cpp's for_each_tile splits
+// them), two calls through the table (the taller tiles, then the others) instead of one per tile.
+void gemm_tiles(int64_t rows, int64_t cols, int64_t k_padded, const uint8_t* a, int64_t lda, const int8_t* b,
+                int64_t b_stride, const TileEpilogue& e, uint8_t* y, int64_t ldy) {
+  if (rows <= 0) return;
+  const int nb = static_cast<int>((cols + 15) / 16);
+  const int64_t max_rows = kMaxRows[nb];
+  const int64_t tiles = (rows + max_rows - 1) / max_rows, base = rows / tiles, taller = rows % tiles;
+  const int64_t slices = std::max<int64_t>(1, tiles - 1);
+  const int64_t pf_step = e.prefetch == nullptr ? 0 : ((e.prefetch_end - e.prefetch) + slices - 1) / slices;
+  const auto& runs = kRuns[e.residual != nullptr][nb];
+  TileEpilogue te = e;
+  if (taller > 0) {
+    te.prefetch = runs[base + 1](taller, cols, k_padded, a, lda, b, b_stride, te, y, ldy, pf_step, tiles > 1);
+    const int64_t done = taller * (base + 1);
+    a += done * lda;
+    y += done * ldy;
+    if (te.residual != nullptr) te.residual += done * ldy;
+  }
+  if (tiles > taller) {
+    runs[base](tiles - taller, cols, k_padded, a, lda, b, b_stride, te, y, ldy, pf_step, tiles > 1 && taller == 0);
+  }
+}
+
 void gemm_indirect_tile(int64_t rows, int64_t cols, int64_t taps, int64_t k_tap, const uint8_t* const* a,
                         int64_t a_offset, const int8_t* b, int64_t b_stride, const TileEpilogue& e, uint8_t* y,
                         int64_t ldy) {
@@ -511,6 +582,7 @@ GemmKernels make() {
                 depthwise_pixel,
                 depthwise_rows,
                 gemm_indirect_tile};
+  k.tiles = gemm_tiles;
   k.depthwise_quads = true;
   return k;
 }
