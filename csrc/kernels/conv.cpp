@@ -151,10 +151,12 @@ __attribute__((noinline)) void im2col_run(int64_t count, int64_t kernel_h, int64
   static constexpr uint8_t kZeros[16] = {};
   const int64_t kh_n = KH > 0 ? KH : kernel_h;
   for (int64_t j = 0; j < count; ++j, src += col_step, dst += k_eff) {
+    const uint8_t* s = src;
+    uint8_t* d = dst;
 #pragma GCC unroll 8
-    for (int64_t kh = 0; kh < kh_n; ++kh) {
-      __builtin_memcpy(dst + kh * span, src + kh * row_step, 16);
-      if constexpr (!kShort) __builtin_memcpy(dst + kh * span + span - 16, src + kh * row_step + span - 16, 16);
+    for (int64_t kh = 0; kh < kh_n; ++kh, s += row_step, d += span) {
+      __builtin_memcpy(d, s, 16);
+      if constexpr (!kShort) __builtin_memcpy(d + span - 16, s + span - 16, 16);
     }
     if (k_eff > k) __builtin_memcpy(dst + k, kZeros, 16);  // the padded k has zero weights
   }

@@ -38,7 +38,7 @@ inline void dpbusd_in_place(__m512i& acc, __m512i a, __m512i b) {
 // The accumulators start at -input_zero_point * column sum (Note [Packed weights]), so the sum of
 // x * w they reach is already the reference's sum of (x - x_zp) * w (int32, wrapping alike).
 template <int R, int NB>
-inline void init_acc(__m512i (&acc)[R][NB], const TileEpilogue& e) {
+__attribute__((always_inline)) inline void init_acc(__m512i (&acc)[R][NB], const TileEpilogue& e) {
   const __m512i xz = _mm512_set1_epi32(e.input_zero_point);
 #pragma GCC unroll 4
   for (int j = 0; j < NB; ++j) {
@@ -53,7 +53,7 @@ inline void init_acc(__m512i (&acc)[R][NB], const TileEpilogue& e) {
 // with kPrefetch a line of [pf, pf_end) per k-group (TileEpilogue::prefetch; a separate
 // instantiation: with the test in the one loop, the 16-channel 1x1 layers ran at 0.9x).
 template <bool kPrefetch, int R, int NB>
-inline void accumulate(__m512i (&acc)[R][NB], const uint8_t* const (&a)[R], int64_t k4, const int8_t* b,
+__attribute__((always_inline)) inline void accumulate(__m512i (&acc)[R][NB], const uint8_t* const (&a)[R], int64_t k4, const int8_t* b,
                        int64_t bstride, const int8_t*& pf, const int8_t* pf_end) {
   for (int64_t k = 0; k < k4; ++k) {
     if (kPrefetch && pf < pf_end) {
@@ -90,7 +90,7 @@ inline void store_columns(uint8_t* y, __m512i bytes) {
 // kRes: whether e.residual is set. Separate instantiations: with one test for both, GCC reloaded
 // e.residual from memory for every row (the stores to y might alias e).
 template <int R, int NB, bool kRes>
-inline void store(const __m512i (&acc)[R][NB], int64_t cols, const TileEpilogue& e, uint8_t* y, int64_t ldy) {
+__attribute__((always_inline)) inline void store(const __m512i (&acc)[R][NB], int64_t cols, const TileEpilogue& e, uint8_t* y, int64_t ldy) {
   const __m512i zero = _mm512_setzero_si512();
   const uint8_t* const residual = kRes ? e.residual : nullptr;
   if (cols == 16 * NB) {
