@@ -35,6 +35,12 @@ inline void dpbusd_in_place(__m512i& acc, __m512i a, __m512i b) {
   __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
 }
 
+// init_acc, accumulate and store are always_inline: left to GCC 12's heuristics, some tiles got one
+// of them out of line, their accumulator array then lived on the stack, and every vpdpbusd of the
+// k-loop came with a load and a store (tile<6,3,true>, tile<4,4,true> and others; after an
+// unrelated change in this file, indirect_tile<5,4,true>, which took resnet18's two 7x7 residual
+// layers from 290 to 490 us). tests/python/test_kernel_codegen.py checks the tiles for such moves.
+//
 // The accumulators start at -input_zero_point * column sum (Note [Packed weights]), so the sum of
 // x * w they reach is already the reference's sum of (x - x_zp) * w (int32, wrapping alike).
 template <int R, int NB>
