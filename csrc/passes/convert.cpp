@@ -473,10 +473,7 @@ class Converter {
 
   // ---- cleanup --------------------------------------------------------------------------------
   void remove_redundant_pairs() {
-    std::vector<Node*> quants;
-    for_each_node(graph_->block(), [&](Node* n) {
-      if (n->kind() == c10::aten::quantize_per_tensor) quants.push_back(n);
-    });
+    const std::vector<Node*> quants = nodes_of_kind(graph_->block(), c10::aten::quantize_per_tensor);
     for (Node* quant : quants) {
       Value* q = quantized_source(quant->input(0));
       if (!q || !qparams_.count(q)) continue;
@@ -498,10 +495,7 @@ class Converter {
     const auto add_sym = c10::Symbol::fromQualString("quantx::add");
     const auto conv_sym = c10::Symbol::fromQualString("quantx::conv2d");
     const auto fused_sym = c10::Symbol::fromQualString("quantx::conv2d_add");
-    std::vector<Node*> adds;
-    for_each_node(graph_->block(), [&](Node* n) {
-      if (n->kind() == add_sym) adds.push_back(n);
-    });
+    const std::vector<Node*> adds = nodes_of_kind(graph_->block(), add_sym);
     for (Node* add : adds) {
       for (size_t i = 0; i < 2; ++i) {
         Value* c = add->input(i);
@@ -539,10 +533,7 @@ class Converter {
   void fuse_pointwise_depthwise() {
     const auto conv_sym = c10::Symbol::fromQualString("quantx::conv2d");
     const auto pair_sym = c10::Symbol::fromQualString("quantx::conv2d_pair");
-    std::vector<Node*> seconds;
-    for_each_node(graph_->block(), [&](Node* n) {
-      if (n->kind() == conv_sym) seconds.push_back(n);
-    });
+    const std::vector<Node*> seconds = nodes_of_kind(graph_->block(), conv_sym);
     for (Node* second : seconds) {
       if (destroyed_.count(second)) continue;  // the first of a pair made earlier in this loop
       Node* first = second->input(0)->node();

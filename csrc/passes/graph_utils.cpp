@@ -46,6 +46,14 @@ void for_each_node(torch::jit::Block* block, const std::function<void(torch::jit
   }
 }
 
+std::vector<torch::jit::Node*> nodes_of_kind(torch::jit::Block* block, c10::Symbol kind) {
+  std::vector<torch::jit::Node*> out;
+  for_each_node(block, [&](torch::jit::Node* n) {
+    if (n->kind() == kind) out.push_back(n);
+  });
+  return out;
+}
+
 bool is_observer_call(const torch::jit::Node* n) {
   if (n->kind() != c10::prim::CallMethod || n->input(0)->node()->kind() != c10::prim::GetAttr) return false;
   return n->input(0)->node()->s(c10::attr::name).rfind(kObserverPrefix, 0) == 0;

@@ -19,6 +19,8 @@ std::string describe_value(const torch::jit::Value* value);
 
 // Calls fn on every node of block and its sub-blocks, in order (nodes may not be destroyed).
 void for_each_node(torch::jit::Block* block, const std::function<void(torch::jit::Node*)>& fn);
+// The nodes of one kind in block and its sub-blocks, in for_each_node's order (a pass's worklist).
+std::vector<torch::jit::Node*> nodes_of_kind(torch::jit::Block* block, c10::Symbol kind);
 
 // True for `self._tqx_obs_N.forward(v)`, an observer call inserted by prepare.
 bool is_observer_call(const torch::jit::Node* node);
