@@ -5,6 +5,8 @@ and the ``torch.classes.quantx.*`` observer classes.
 """
 from __future__ import annotations
 
+import torch
+
 from ._library import library_path, load as _load
 
 _load()
@@ -83,7 +85,21 @@ def reset_max_isa() -> None:
     _C.reset_max_isa()
 
 
+def cached_memory() -> int:
+    """Bytes the quantx ops' output-buffer pool holds free for the next outputs. Outputs of 64 KiB or
+    more come from it, so a model run again on inputs of the same shape allocates nothing (no page
+    faults on fresh memory); TORCHQUANTX_CACHE_MB caps it (default 512, 0 turns it off)."""
+    return int(torch.ops.quantx.cached_memory())
+
+
+def release_cached_memory() -> int:
+    """Hands the pool's free blocks back to the allocator; returns how many bytes that was. Outputs
+    still alive are not touched (they return to the pool when freed)."""
+    return int(torch.ops.quantx.release_cached_memory())
+
+
 __all__ = [
+    "cached_memory", "release_cached_memory",
     "native_int8_saturates",
     "analysis", "analyze", "quantize_to_target", "report", "write_report",
     "adaround", "adaround_report", "bias_correction", "equalize", "ptq", "recovery",

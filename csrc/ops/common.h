@@ -64,6 +64,12 @@ void parallel_chunks(int64_t n, const std::function<void(int64_t, int64_t)>& fn)
 // Runs fn(o, c) for every (outer, channel) row of a ChannelView, in parallel.
 void parallel_rows(const ChannelView& v, const std::function<void(int64_t, int64_t)>& fn);
 
+// An uninitialised per-tensor-affine quantized CPU tensor, as at::_empty_affine_quantized, whose
+// storage of 64 KiB or more comes from the ops' output-buffer pool (Note [Output buffers] in
+// ops/buffers.cpp): the quantx ops make their outputs with it.
+at::Tensor empty_quantized(c10::IntArrayRef sizes, const c10::TensorOptions& options, double scale, int64_t zero_point,
+                           c10::MemoryFormat format = c10::MemoryFormat::Contiguous);
+
 // The AffineParams of per-tensor qparams (Note [Rounding]).
 kernels::AffineParams affine(double scale, int64_t zero_point, int64_t qmin, int64_t qmax);
 

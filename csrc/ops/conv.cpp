@@ -216,7 +216,7 @@ ConvIO conv_io(const char* op, const at::Tensor& qx, const PackedConv& packed, d
   io.n = io.x.size(0), io.c = io.x.size(1), io.h = io.x.size(2), io.w = io.x.size(3);
   io.oh = packed.out_size(io.h, 0), io.ow = packed.out_size(io.w, 1);
   TORCH_CHECK(io.oh > 0 && io.ow > 0, op, ": input of spatial size ", io.h, "x", io.w, " is too small for the kernel");
-  io.y = at::_empty_affine_quantized({io.n, packed.out_channels(), io.oh, io.ow}, io.x.options(), scale, zero_point,
+  io.y = empty_quantized({io.n, packed.out_channels(), io.oh, io.ow}, io.x.options(), scale, zero_point,
                                      c10::MemoryFormat::ChannelsLast);
   return io;
 }
@@ -261,7 +261,7 @@ at::Tensor conv2d_add(const at::Tensor& qx, const PackedPtr& packed, const at::T
   TORCH_CHECK(qres.sizes() == c10::IntArrayRef(out_shape), op, ": qres should have the convolution's output shape ",
               c10::IntArrayRef(out_shape), ", got ", qres.sizes());
   const at::Tensor r = qres.contiguous(c10::MemoryFormat::ChannelsLast);
-  at::Tensor y = at::_empty_affine_quantized(out_shape, x.options(), scale, zero_point,
+  at::Tensor y = empty_quantized(out_shape, x.options(), scale, zero_point,
                                              c10::MemoryFormat::ChannelsLast);
   packed->run(reinterpret_cast<const uint8_t*>(x.data_ptr<c10::quint8>()), {n, h, w, c}, x.q_scale(),
               x.q_zero_point(), scale, zero_point, relu, 255, reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>()), oh,
@@ -327,7 +327,7 @@ at::Tensor linear(const at::Tensor& qx, const PackedPtr& packed, double scale, i
   const int64_t k = x.size(-1), rows = k == 0 ? 0 : x.numel() / k;
   std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
   out_shape.back() = packed->out_channels();
-  at::Tensor y = at::_empty_affine_quantized(out_shape, x.options(), scale, zero_point);
+  at::Tensor y = empty_quantized(out_shape, x.options(), scale, zero_point);
   if (rows > 0) {
     packed->run(reinterpret_cast<const uint8_t*>(x.data_ptr<c10::quint8>()), {rows, 1, 1, k}, x.q_scale(),
                 x.q_zero_point(), scale, zero_point, relu, qmax, reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>()), 1,
@@ -350,7 +350,7 @@ at::Tensor add(const at::Tensor& qa, const at::Tensor& qb, double scale, int64_t
   const auto fmt = ea.dim() == 4 && ea.is_contiguous(c10::MemoryFormat::ChannelsLast) ? c10::MemoryFormat::ChannelsLast
                                                                                        : c10::MemoryFormat::Contiguous;
   const at::Tensor a = ea.contiguous(fmt), b = eb.contiguous(fmt);
-  at::Tensor y = at::_empty_affine_quantized(a.sizes(), a.options(), scale, zero_point, fmt);
+  at::Tensor y = empty_quantized(a.sizes(), a.options(), scale, zero_point, fmt);
   const kernels::AddParams p{static_cast<float>(a.q_scale()), static_cast<float>(b.q_scale()),
                              1.0f / static_cast<float>(scale), static_cast<int32_t>(a.q_zero_point()),
                              static_cast<int32_t>(b.q_zero_point()), static_cast<int32_t>(zero_point),
@@ -375,7 +375,7 @@ at::Tensor quantize_nhwc(const at::Tensor& input, double scale, int64_t zero_poi
   if (input.dim() == 4 && input.size(1) > 1 && !input.is_contiguous(fmt)) {
     // NCHW (the usual image batch): quantized straight into NHWC, without a float layout copy.
     const at::Tensor x = input.contiguous();
-    at::Tensor y = at::_empty_affine_quantized(x.sizes(), x.options().dtype(c10::kQUInt8), scale, zero_point, fmt);
+    at::Tensor y = empty_quantized(x.sizes(), x.options().dtype(c10::kQUInt8), scale, zero_point, fmt);
     const int64_t c = x.size(1), hw = x.size(2) * x.size(3);
     const float* src = x.data_ptr<float>();
     auto* dst = reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>());
@@ -389,7 +389,7 @@ at::Tensor quantize_nhwc(const at::Tensor& input, double scale, int64_t zero_poi
     return y;
   }
   const at::Tensor x = input.contiguous(fmt);
-  at::Tensor y = at::_empty_affine_quantized(x.sizes(), x.options().dtype(c10::kQUInt8), scale, zero_point, fmt);
+  at::Tensor y = empty_quantized(x.sizes(), x.options().dtype(c10::kQUInt8), scale, zero_point, fmt);
   const float* src = x.data_ptr<float>();
   auto* dst = reinterpret_cast<uint8_t*>(y.data_ptr<c10::quint8>());
   parallel_chunks(x.numel(), [&](int64_t b, int64_t e) { k.f32_u8_quantize(e - b, src + b, dst + b, p); });

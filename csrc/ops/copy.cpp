@@ -49,7 +49,7 @@ at::Tensor cat(const at::TensorList qxs, int64_t dim, double scale, int64_t zero
   }
   const bool cl = nd == 4 && first.is_contiguous(c10::MemoryFormat::ChannelsLast);
   const auto fmt = cl ? c10::MemoryFormat::ChannelsLast : c10::MemoryFormat::Contiguous;
-  at::Tensor y = at::_empty_affine_quantized(out_shape, first.options(), scale, zero_point, fmt);
+  at::Tensor y = empty_quantized(out_shape, first.options(), scale, zero_point, fmt);
   // Rows: the dimensions before `dim` in memory order; each input adds its block of the rest.
   const std::vector<int64_t> order = memory_order(nd, cl);
   const int64_t pos = std::find(order.begin(), order.end(), dim) - order.begin();
@@ -121,7 +121,7 @@ at::Tensor upsample_nearest2d(const at::Tensor& qx, at::OptionalIntArrayRef outp
   TORCH_CHECK(oh > 0 && ow > 0 && qx.size(2) > 0 && qx.size(3) > 0, op,
               ": input and output sizes should be > 0, got input ", qx.sizes(), " and output ", oh, "x", ow);
   const at::Tensor x = qx.contiguous(c10::MemoryFormat::ChannelsLast);
-  at::Tensor y = at::_empty_affine_quantized({x.size(0), x.size(1), oh, ow}, x.options(), x.q_scale(),
+  at::Tensor y = empty_quantized({x.size(0), x.size(1), oh, ow}, x.options(), x.q_scale(),
                                              x.q_zero_point(), c10::MemoryFormat::ChannelsLast);
   const std::vector<int64_t> src_h = nearest_sources(x.size(2), oh, sh), src_w = nearest_sources(x.size(3), ow, sw);
   const uint8_t* px = u8_data(x);

@@ -45,7 +45,7 @@ at::Tensor mul(const at::Tensor& qa, const at::Tensor& qb, double scale, int64_t
     const at::Tensor x = (a_full ? qa : qb).contiguous(c10::MemoryFormat::ChannelsLast);
     const at::Tensor v = (a_full ? qb : qa).contiguous();
     if (!a_full) std::swap(p.a_zero_point, p.b_zero_point);
-    at::Tensor y = at::_empty_affine_quantized(x.sizes(), x.options(), scale, zero_point,
+    at::Tensor y = empty_quantized(x.sizes(), x.options(), scale, zero_point,
                                                c10::MemoryFormat::ChannelsLast);
     const int64_t c = shape[1], hw = shape[2] * shape[3], pixels = shape[0] * hw;
     const uint8_t *px = u8_data(x), *pv = u8_data(v);
@@ -67,7 +67,7 @@ at::Tensor mul(const at::Tensor& qa, const at::Tensor& qb, double scale, int64_t
   const auto fmt = ea.dim() == 4 && ea.is_contiguous(c10::MemoryFormat::ChannelsLast) ? c10::MemoryFormat::ChannelsLast
                                                                                        : c10::MemoryFormat::Contiguous;
   const at::Tensor a = ea.contiguous(fmt), b = eb.contiguous(fmt);
-  at::Tensor y = at::_empty_affine_quantized(a.sizes(), a.options(), scale, zero_point, fmt);
+  at::Tensor y = empty_quantized(a.sizes(), a.options(), scale, zero_point, fmt);
   const uint8_t *pa = u8_data(a), *pb = u8_data(b);
   uint8_t* py = u8_data_mut(y);
   parallel_chunks(a.numel(), [&](int64_t s, int64_t e) { k.u8_mul(e - s, pa + s, pb + s, p, py + s); });
@@ -99,7 +99,7 @@ at::Tensor apply_table(const char* op, kernels::LutFunction f, const at::Tensor&
   const auto fmt = qx.dim() == 4 && qx.is_contiguous(c10::MemoryFormat::ChannelsLast) ? c10::MemoryFormat::ChannelsLast
                                                                                        : c10::MemoryFormat::Contiguous;
   const at::Tensor x = qx.contiguous(fmt);
-  at::Tensor y = at::_empty_affine_quantized(x.sizes(), x.options(), scale, zero_point, fmt);
+  at::Tensor y = empty_quantized(x.sizes(), x.options(), scale, zero_point, fmt);
   // Copied out of the cache: a later call may clear it.
   std::array<uint8_t, 256> table;
   std::copy_n(cached_table(f, static_cast<float>(x.q_scale()), static_cast<int32_t>(x.q_zero_point()),

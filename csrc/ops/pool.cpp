@@ -62,7 +62,7 @@ Geometry pool_geometry(const char* op, const at::Tensor& qx, c10::IntArrayRef ke
 }
 
 at::Tensor empty_nhwc(const kernels::Pool2dShape& s, const at::Tensor& like, double scale, int64_t zp) {
-  return at::_empty_affine_quantized({s.batch, s.channels, s.out_h, s.out_w}, like.options(), scale, zp,
+  return empty_quantized({s.batch, s.channels, s.out_h, s.out_w}, like.options(), scale, zp,
                                      c10::MemoryFormat::ChannelsLast);
 }
 
