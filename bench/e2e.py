@@ -118,6 +118,19 @@ def proc_status() -> Dict[str, float]:
     return out
 
 
+def median_ms(fn: Any, x: torch.Tensor, warmup: int, runs: int) -> float:
+    """Median milliseconds of fn(x) over `runs` calls after `warmup` untimed ones, without autograd."""
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn(x)
+        samples = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            fn(x)
+            samples.append(time.perf_counter() - t)
+    return statistics.median(samples) * 1e3
+
+
 def release_free_memory() -> None:
     """Collects garbage and hands glibc's free heap pages back, so that "loaded" RSS is what is live."""
     gc.collect()
@@ -219,17 +232,7 @@ def build_fx(model: torch.nn.Module, engine: str, calib: List[torch.Tensor], sta
     x = calib[0][:1]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    ms: Dict[str, float] = {}
-    with torch.no_grad():
-        for how, module in forms.items():
-            for _ in range(2):
-                module(x)
-            times = []
-            for _ in range(5):
-                t = time.perf_counter()
-                module(x)
-                times.append(time.perf_counter() - t)
-            ms[how] = 1000 * sorted(times)[2]
+    ms = {how: median_ms(module, x, warmup=2, runs=5) for how, module in forms.items()}
     torch.set_num_threads(threads)
     best = min(ms, key=ms.get)
     other = "trace" if best == "script" else "script"
@@ -447,16 +450,9 @@ def thread_check() -> Dict[str, Any]:
     x = torch.randn(2, 64, 56, 56)
     before = torch.get_num_threads()
     out: Dict[str, Any] = {"default_threads": before}
-    with torch.no_grad():
-        for t in (1, 2):
-            torch.set_num_threads(t)
-            conv(x)
-            samples = []
-            for _ in range(5):
-                s = time.perf_counter()
-                conv(x)
-                samples.append(time.perf_counter() - s)
-            out[f"conv_ms_{t}t"] = round(statistics.median(samples) * 1e3, 3)
+    for t in (1, 2):
+        torch.set_num_threads(t)
+        out[f"conv_ms_{t}t"] = round(median_ms(conv, x, warmup=1, runs=5), 3)
     torch.set_num_threads(before)
     out["speedup_2t"] = round(out["conv_ms_1t"] / out["conv_ms_2t"], 2)
     return out
